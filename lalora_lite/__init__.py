@@ -1,0 +1,17 @@
+"""lalora_lite: LoRA fine-tuning under differentially private federated learning.
+
+Modules (one concern each):
+``lora`` adapters; ``methods`` schedules; ``per_example`` per-example gradients;
+``privacy`` clipping, noise and sampling; ``accounting`` epsilon and noise calibration;
+``smoothing`` LA-LoRA's filter; ``training`` the local update; ``federated`` FedAvg
+simulation; ``data`` datasets and Dirichlet splits; ``models`` backbones; ``tasks``
+ready-made tasks; ``cli`` the ``lalora`` command.
+"""
+
+from .federated import FederatedConfig, run_federated
+from .lora import inject_lora, merge_lora
+from .methods import METHODS, get_method
+from .training import LocalConfig
+
+__all__ = ["METHODS", "FederatedConfig", "LocalConfig", "get_method", "inject_lora", "merge_lora", "run_federated"]
+__version__ = "0.1.0"

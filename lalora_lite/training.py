@@ -1,0 +1,186 @@
+"""One client's local update: the single loop that every method runs.
+
+At local step ``k`` of round ``t`` a client
+
+1. activates the factors ``method.active(t, k)`` (plus the head),
+2. draws a Poisson batch,
+3. computes the gradient of the active parameters: the DP-SGD noisy gradient
+   (per-example, clipped, noised) for private methods, the plain mean otherwise,
+4. smooths the factor gradients with the 5-tap filter if ``method.smooth``,
+5. takes an optimizer step.
+
+LA-LoRA and DP-LoRA differ only in step 1 (their schedule) and the filter flag.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import Dataset, dataset_size, subset
+from .lora import factor_of, set_active
+from .methods import Method
+from .models import forward_logits
+from .per_example import per_example_gradients
+from .privacy import noise_only, noisy_gradient, poisson_batch, shuffled_batch
+from .smoothing import smooth_factor_gradient
+
+OPTIMIZERS = ("sgd", "adamw")
+
+
+@dataclass(frozen=True)
+class LocalConfig:
+    """Hyper-parameters of a client's local training (same for every method)."""
+
+    local_steps: int = 20
+    batch_size: int = 16  # expected batch size of the Poisson sample
+    lr: float = 0.05
+    optimizer: str = "sgd"
+    lr_b_multiplier: float = 1.0  # 1.0 keeps the comparison fair; the authors' code used 2.0 for LA-LoRA only
+    weight_decay: float = 0.0
+    clip_norm: float = 1.0
+    sampling: str = "poisson"  # or "shuffle": fixed-size batches, only approximately private
+
+
+@dataclass(frozen=True)
+class DPNoise:
+    """The Gaussian mechanism's parameters for one client."""
+
+    noise_multiplier: float
+    sample_rate: float
+    clip_norm: float
+    expected_batch_size: float
+
+
+def make_optimizer(params: dict[str, nn.Parameter], cfg: LocalConfig) -> torch.optim.Optimizer:
+    """SGD or AdamW with one parameter group per learning rate (B may get ``lr * lr_b_multiplier``)."""
+    b_params = [p for n, p in params.items() if factor_of(n) == "B"]
+    other = [p for n, p in params.items() if factor_of(n) != "B"]
+    groups = [{"params": other, "lr": cfg.lr}, {"params": b_params, "lr": cfg.lr * cfg.lr_b_multiplier}]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}; allowed: {', '.join(OPTIMIZERS)}")
+
+
+def summed_loss(model: nn.Module, batch: Dataset) -> torch.Tensor:
+    """Sum of per-example cross-entropy losses (per-example gradients need the sum, not the mean)."""
+    return F.cross_entropy(forward_logits(model, batch), batch["labels"], reduction="sum")
+
+
+def step_gradient(
+    model: nn.Module,
+    params: dict[str, nn.Parameter],
+    active: Iterable[str],
+    batch: Dataset,
+    dp: DPNoise | None,
+    generator: torch.Generator,
+) -> tuple[dict[str, torch.Tensor], float]:
+    """Gradient of the active parameters on ``batch`` and the batch's mean loss.
+
+    With ``dp``: the DP-SGD noisy gradient (released even for an empty batch).
+    Without: the mean gradient (no gradient, hence no step, for an empty batch).
+    """
+    active = list(active)
+    b = batch["labels"].shape[0]
+    if b == 0:
+        if dp is None:
+            return {}, float("nan")
+        shapes = {n: params[n].shape for n in active}
+        return noise_only(shapes, dp.clip_norm, dp.noise_multiplier, dp.expected_batch_size, generator), float("nan")
+    if dp is None:
+        loss = summed_loss(model, batch) / b
+        grads = torch.autograd.grad(loss, [params[n] for n in active])
+        return dict(zip(active, grads)), loss.item()
+    losses: list[float] = []
+
+    def loss_fn() -> torch.Tensor:
+        loss = summed_loss(model, batch)
+        losses.append(loss.item() / b)
+        return loss
+
+    per_example = per_example_gradients(model, loss_fn, b)
+    noisy = noisy_gradient(per_example, dp.clip_norm, dp.noise_multiplier, dp.expected_batch_size, generator)
+    return noisy, losses[0]
+
+
+def smooth_gradients(grads: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Apply the low-pass filter to factor gradients; head gradients pass unchanged."""
+    return {n: (smooth_factor_gradient(g, kind) if (kind := factor_of(n)) else g) for n, g in grads.items()}
+
+
+def local_update(
+    model: nn.Module,
+    params: dict[str, nn.Parameter],
+    data: Dataset,
+    method: Method,
+    round_index: int,
+    steps: int,
+    cfg: LocalConfig,
+    dp: DPNoise | None,
+    generator: torch.Generator,
+) -> float:
+    """Run ``steps`` local steps of ``method`` on one client's ``data``; returns the mean training loss."""
+    if method.private != (dp is not None):
+        raise ValueError(f"method {method.name!r} is {'' if method.private else 'not '}private; dp={dp}")
+    model.train()
+    n = dataset_size(data)
+    optimizer = make_optimizer(params, cfg)
+    sample_rate = min(1.0, cfg.batch_size / n)
+    losses = []
+    for k in range(steps):
+        active = set_active(params, method.active(round_index, k))
+        if cfg.sampling == "poisson":
+            idx = poisson_batch(n, sample_rate, generator)
+        else:
+            idx = shuffled_batch(n, cfg.batch_size, generator)
+        grads, loss = step_gradient(model, params, active, subset(data, idx), dp, generator)
+        if method.smooth:
+            grads = smooth_gradients(grads)
+        optimizer.zero_grad(set_to_none=True)
+        for name, g in grads.items():
+            params[name].grad = g
+        optimizer.step()
+        losses.append(loss)
+    finite = [x for x in losses if x == x]
+    return sum(finite) / len(finite) if finite else float("nan")
+
+
+def pretrain(model: nn.Module, data: Dataset, steps: int, batch_size: int = 64, lr: float = 2e-3, seed: int = 0) -> float:
+    """Non-private full training with AdamW (the "public pretraining" of a stand-in backbone).
+
+    Returns the last batch's loss. Trains every parameter; call before :func:`inject_lora`.
+    """
+    model.train()
+    for p in model.parameters():
+        p.requires_grad_(True)
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    n = dataset_size(data)
+    loss = torch.tensor(float("nan"))
+    for _ in range(steps):
+        batch = subset(data, torch.randint(0, n, (batch_size,), generator=generator))
+        loss = summed_loss(model, batch) / batch_size
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return loss.item()
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: Dataset, batch_size: int = 256) -> tuple[float, float]:
+    """``(accuracy, mean cross-entropy)`` of the model on ``data``."""
+    model.eval()
+    n = dataset_size(data)
+    correct, total_loss = 0, 0.0
+    for start in range(0, n, batch_size):
+        batch = {k: v[start : start + batch_size] for k, v in data.items()}
+        logits = forward_logits(model, batch)
+        total_loss += F.cross_entropy(logits, batch["labels"], reduction="sum").item()
+        correct += (logits.argmax(-1) == batch["labels"]).sum().item()
+    return correct / n, total_loss / n

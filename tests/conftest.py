@@ -1,0 +1,57 @@
+"""Shared fixtures: tiny models with LoRA, small batches. Everything offline."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+import pytest
+import torch
+
+from lalora_lite.lora import inject_lora, trainable_parameters
+from lalora_lite.models import Backbone, tiny_roberta, tiny_swin
+
+
+def _randomise_b(backbone: Backbone) -> None:
+    """B starts at zero; give it values so that A's gradient is not trivially zero."""
+    with torch.no_grad():
+        for name, p in trainable_parameters(backbone.model, backbone.head).items():
+            if name.endswith("lora_B"):
+                p.normal_(0, 0.1)
+
+
+@pytest.fixture
+def swin() -> Backbone:
+    """A 2-stage timm Swin on 16x16 inputs: windows in the batch dim, shifted windows, patch merging."""
+    torch.manual_seed(0)
+    backbone = tiny_swin(num_classes=4, img_size=16, patch_size=1, depths=(2, 2), num_heads=(2, 4))
+    inject_lora(backbone.model, backbone.targets, rank=4, alpha=8, head=backbone.head)
+    _randomise_b(backbone)
+    return backbone
+
+
+@pytest.fixture
+def roberta() -> Backbone:
+    torch.manual_seed(0)
+    backbone = tiny_roberta(num_labels=3)
+    inject_lora(backbone.model, backbone.targets, rank=4, alpha=8, head=backbone.head)
+    _randomise_b(backbone)
+    return backbone
+
+
+@pytest.fixture
+def image_batch() -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    return {"pixel_values": torch.randn(6, 1, 16, 16, generator=g), "labels": torch.randint(0, 4, (6,), generator=g)}
+
+
+@pytest.fixture
+def text_batch() -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(2)
+    mask = torch.ones(6, 12, dtype=torch.long)
+    mask[::2, 8:] = 0  # padding on half of the examples
+    return {
+        "input_ids": torch.randint(0, 100, (6, 12), generator=g),
+        "attention_mask": mask,
+        "labels": torch.randint(0, 3, (6,), generator=g),
+    }

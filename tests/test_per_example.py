@@ -1,0 +1,71 @@
+"""Per-example gradients against an independent reference: torch.func on a clean copy."""
+
+import copy
+
+import pytest
+import torch
+from torch.func import functional_call, grad
+
+from lalora_lite.lora import set_active, trainable_parameters
+from lalora_lite.per_example import fold_rows, per_example_gradients
+from lalora_lite.training import summed_loss
+
+
+def reference_per_example(model, batch, active):
+    """One torch.func gradient per example, on a deep copy with no hooks."""
+    clean = copy.deepcopy(model)
+    params = {n: p.detach() for n, p in clean.named_parameters() if n in active}
+
+    def loss(p, one):
+        return summed_loss(lambda *a, **kw: functional_call(clean, p, a, kw), one)
+
+    b = batch["labels"].shape[0]
+    per = [grad(loss)(params, {k: v[i : i + 1] for k, v in batch.items()}) for i in range(b)]
+    return {n: torch.stack([g[n] for g in per]) for n in active}
+
+
+@pytest.mark.parametrize("family", ["swin", "roberta"])
+@pytest.mark.parametrize("factors", [{"A"}, {"B"}, {"A", "B"}])
+def test_matches_torch_func_reference(request, family, factors):
+    backbone = request.getfixturevalue(family)
+    batch = request.getfixturevalue("image_batch" if family == "swin" else "text_batch")
+    model = backbone.model.eval()
+    params = trainable_parameters(model, backbone.head)
+    active = set_active(params, factors)
+    ours = per_example_gradients(model, lambda: summed_loss(model, batch), batch["labels"].shape[0])
+    ref = reference_per_example(model, batch, active)
+    assert set(ours) == set(active)
+    for name in active:
+        assert ours[name].shape == (6, *params[name].shape), name  # one gradient per example, not per window
+        torch.testing.assert_close(ours[name], ref[name], atol=1e-5, rtol=1e-4, msg=name)
+    # the factor that is not active gets no gradient at all
+    inactive = {"A", "B"} - factors
+    assert not any(n.endswith(tuple(f"lora_{f}" for f in inactive)) for n in ours)
+
+
+def test_windows_are_folded_into_images(swin, image_batch):
+    """Without folding, Swin's first stage would yield one gradient per window (here 4 per image)."""
+    model = swin.model.eval()
+    layer = model.get_submodule("layers.0.blocks.0.attn.qkv")
+    rows = []
+    hook = layer.register_forward_hook(lambda m, i, o: rows.append(i[0].shape[0]))
+    params = trainable_parameters(model, swin.head)
+    set_active(params, {"B"})
+    grads = per_example_gradients(model, lambda: summed_loss(model, image_batch), 6)
+    hook.remove()
+    assert rows[0] == 6 * 16  # 16x16 tokens, 4x4 windows -> 16 windows per image
+    assert grads["layers.0.blocks.0.attn.qkv.lora_B"].shape[0] == 6
+
+
+def test_fold_rows():
+    per_row = torch.arange(12.0).reshape(6, 2)
+    torch.testing.assert_close(fold_rows(per_row, 3), torch.tensor([[2.0, 4.0], [10.0, 12.0], [18.0, 20.0]]))
+    with pytest.raises(RuntimeError, match="cannot attribute"):
+        fold_rows(per_row, 4)
+
+
+def test_unsupported_trainable_module_is_an_error(swin, image_batch):
+    model = swin.model
+    model.norm.weight.requires_grad_(True)  # a LayerNorm has no per-example rule here
+    with pytest.raises(TypeError, match="norm .*LayerNorm"):
+        per_example_gradients(model, lambda: summed_loss(model, image_batch), 6)
