@@ -16,7 +16,7 @@ import torch
 
 def per_example_norms(per_example: dict[str, torch.Tensor]) -> torch.Tensor:
     """Flat L2 norm of each example's gradient over all tensors: ``(b,)``."""
-    squared = [g.reshape(g.shape[0], -1).pow(2).sum(1) for g in per_example.values()]
+    squared = [g.flatten(1).pow(2).sum(1) for g in per_example.values()]
     return torch.stack(squared).sum(0).sqrt()
 
 
@@ -33,25 +33,16 @@ def noisy_gradient(
     expected_batch_size: float,
     generator: torch.Generator | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Clip each example to ``clip_norm``, sum, add ``N(0, (sigma C)^2)``, divide by ``b_expected``."""
+    """Clip each example to ``clip_norm``, sum, add ``N(0, (sigma C)^2)``, divide by ``b_expected``.
+
+    ``per_example``: name -> ``(b, *shape)``; ``b = 0`` (an empty Poisson batch) releases pure noise.
+    """
     summed = clip_and_sum(per_example, clip_norm)
     std = noise_multiplier * clip_norm
     return {
         n: (s + std * torch.randn(s.shape, generator=generator, dtype=s.dtype, device=s.device)) / expected_batch_size
         for n, s in summed.items()
     }
-
-
-def noise_only(
-    shapes: dict[str, torch.Size],
-    clip_norm: float,
-    noise_multiplier: float,
-    expected_batch_size: float,
-    generator: torch.Generator | None = None,
-) -> dict[str, torch.Tensor]:
-    """The noisy gradient of an empty Poisson batch (it must still be released)."""
-    std = noise_multiplier * clip_norm / expected_batch_size
-    return {n: std * torch.randn(s, generator=generator) for n, s in shapes.items()}
 
 
 def poisson_batch(num_examples: int, sample_rate: float, generator: torch.Generator) -> torch.Tensor:

@@ -26,7 +26,7 @@ from .lora import factor_of, set_active
 from .methods import Method
 from .models import forward_logits
 from .per_example import per_example_gradients
-from .privacy import noise_only, noisy_gradient, poisson_batch, shuffled_batch
+from .privacy import noisy_gradient, poisson_batch, shuffled_batch
 from .smoothing import smooth_factor_gradient
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -88,12 +88,9 @@ def step_gradient(
     """
     active = list(active)
     b = batch["labels"].shape[0]
-    if b == 0:
-        if dp is None:
-            return {}, float("nan")
-        shapes = {n: params[n].shape for n in active}
-        return noise_only(shapes, dp.clip_norm, dp.noise_multiplier, dp.expected_batch_size, generator), float("nan")
     if dp is None:
+        if b == 0:
+            return {}, float("nan")
         loss = summed_loss(model, batch) / b
         grads = torch.autograd.grad(loss, [params[n] for n in active])
         return dict(zip(active, grads)), loss.item()
@@ -104,9 +101,12 @@ def step_gradient(
         losses.append(loss.item() / b)
         return loss
 
-    per_example = per_example_gradients(model, loss_fn, b)
+    if b == 0:
+        per_example = {n: params[n].new_zeros((0, *params[n].shape)) for n in active}
+    else:
+        per_example = per_example_gradients(model, loss_fn, b)
     noisy = noisy_gradient(per_example, dp.clip_norm, dp.noise_multiplier, dp.expected_batch_size, generator)
-    return noisy, losses[0]
+    return noisy, losses[0] if losses else float("nan")
 
 
 def smooth_gradients(grads: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
