@@ -1,18 +1,25 @@
 """The ``lalora`` command line.
 
+``lalora compare``     the main job: all methods x budgets x seeds on a task, tables and figures.
+``lalora run``         one federated run.
+``lalora figures``     redraw every figure and table from stored results (no training).
+``lalora pretrain``    build (and cache) the stand-in backbone and report its transfer quality.
 ``lalora accountant``  noise multiplier for a privacy budget (RDP and PRV).
-``lalora demo``        a small end-to-end DP federated LoRA comparison (offline, CPU, ~1 min).
+
+The profile (smoke | cpu | paper) comes from --profile, else $LALORA_PROFILE, else cpu.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from .accounting import calibrate_noise_multiplier, epsilon_for
 from .methods import METHODS
+from .profiles import PROFILES, current_profile
 
 
 def cmd_accountant(args: argparse.Namespace) -> None:
@@ -23,28 +30,56 @@ def cmd_accountant(args: argparse.Namespace) -> None:
         print(f"{kind.upper():>4}: noise multiplier sigma = {sigma:.4f}  (epsilon at that sigma: {spent:.4f})")
 
 
-def cmd_demo(args: argparse.Namespace) -> None:
-    from .federated import FederatedConfig, run_federated
-    from .tasks import digits_swin
-    from .training import LocalConfig
+def cmd_run(args: argparse.Namespace) -> None:
+    from .experiments import RunSpec, execute
+    from .tasks import get_profile
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    local = LocalConfig(local_steps=args.local_steps, batch_size=16, lr=args.lr, clip_norm=args.clip_norm)
-    finals = []
-    for name in args.methods:
-        task = digits_swin(seed=args.seed)
-        cfg = FederatedConfig(
-            method=name, rounds=args.rounds, clients_per_round=2, local=local,
-            epsilon=None if not METHODS[name].private else args.epsilon, seed=args.seed,
-        )
-        history = run_federated(task.backbone, task.clients, task.test, cfg, checkpoint=out / f"{name}.pt")
-        history.to_csv(out / f"{name}.csv", index=False)
-        finals.append(history.iloc[-1])
-    print(f"\ndigits-swin (tiny Swin on sklearn digits, a demo stand-in), {args.rounds} rounds, seed {args.seed}")
-    print(f"{'method':<18}{'accuracy':>10}{'epsilon':>10}")
-    for row in finals:
-        print(f"{row['method']:<18}{row['accuracy']:>10.3f}{row['epsilon_spent']:>10.2f}")
+    profile_name = current_profile(args.profile)
+    profile = get_profile(args.task, profile_name)
+    private = METHODS[args.method].private
+    if private and args.epsilon is None:
+        raise ValueError(f"method {args.method!r} is private: give --epsilon")
+    if not private and args.epsilon is not None:
+        raise ValueError(f"method {args.method!r} is not private: leave out --epsilon")
+    spec = RunSpec(args.task, profile_name, args.method, args.epsilon, args.seed,
+                   args.lr if args.lr is not None else profile.lr_grid[0],
+                   args.clip_norm if args.clip_norm is not None else profile.clip_grid[0],
+                   args.rounds or profile.rounds, "test")
+    history = execute(spec, Path(args.runs))
+    last = history.iloc[-1]
+    print(f"{args.task} [{profile_name}] {args.method}: test accuracy {last['accuracy']:.4f} after "
+          f"{int(last['round'])} rounds, epsilon spent {last['epsilon_spent']:.3f}")
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    from .experiments import compare
+    from .plotting import redraw, summary, summary_markdown
+
+    profile_name = current_profile(args.profile)
+    history = compare(args.task, profile_name, tuple(args.methods) if args.methods else None,
+                      tuple(args.epsilons) if args.epsilons else None, tuple(args.seeds) if args.seeds else None,
+                      Path(args.runs), Path(args.results))
+    print(summary_markdown(summary(history)))
+    for path in redraw(Path(args.results), Path(args.figures)):
+        print(f"wrote {path}")
+
+
+def cmd_figures(args: argparse.Namespace) -> None:
+    from .plotting import redraw
+
+    written = redraw(Path(args.results), Path(args.figures))
+    if not written:
+        raise ValueError(f"no results found under {args.results}/<task>/<profile>/history.csv; run 'lalora compare'")
+    for path in written:
+        print(f"wrote {path}")
+
+
+def cmd_pretrain(args: argparse.Namespace) -> None:
+    from .transfer import transfer_report
+
+    report = transfer_report(args.task, current_profile(args.profile), Path(args.results))
+    for key, value in report.items():
+        print(f"{key}: {value}")
 
 
 def _method_name(name: str) -> str:
@@ -64,20 +99,45 @@ def build_parser() -> argparse.ArgumentParser:
     acc.add_argument("--steps", type=int, required=True, help="noisy steps one client takes")
     acc.set_defaults(func=cmd_accountant)
 
-    demo = sub.add_parser("demo", help="small offline DP federated LoRA comparison on sklearn digits")
-    demo.add_argument("--methods", nargs="+", type=_method_name, default=["fedlora", "dp-lora", "ffa-lora", "rolora", "lalora"])
-    demo.add_argument("--epsilon", type=float, default=3.0)
-    demo.add_argument("--rounds", type=int, default=8)
-    demo.add_argument("--local-steps", type=int, default=10)
-    demo.add_argument("--lr", type=float, default=0.1)
-    demo.add_argument("--clip-norm", type=float, default=1.0)
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--out", default="runs/demo", help="folder for checkpoints and per-round CSVs")
-    demo.set_defaults(func=cmd_demo)
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--task", required=True, help="e.g. fmnist-swin, wordnet-minilm, cifar100-swin-b")
+        p.add_argument("--profile", choices=PROFILES, help="default: $LALORA_PROFILE or cpu")
+        p.add_argument("--runs", default="runs", help="per-run checkpoints and histories (resumable)")
+
+    run = sub.add_parser("run", help="one federated run on a task")
+    common(run)
+    run.add_argument("--method", required=True, type=_method_name)
+    run.add_argument("--epsilon", type=float, help="privacy budget (leave out for fedlora)")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--lr", type=float, help="default: the first of the profile's grid")
+    run.add_argument("--clip-norm", type=float, help="default: the first of the profile's grid")
+    run.add_argument("--rounds", type=int, help="default: the profile's")
+    run.set_defaults(func=cmd_run)
+
+    cmp = sub.add_parser("compare", help="all methods x budgets x seeds, with a shared hyper-parameter search")
+    common(cmp)
+    cmp.add_argument("--methods", nargs="+", type=_method_name, help="default: the profile's")
+    cmp.add_argument("--epsilons", nargs="+", type=float, help="default: the profile's")
+    cmp.add_argument("--seeds", nargs="+", type=int, help="default: the profile's")
+    cmp.add_argument("--results", default="results")
+    cmp.add_argument("--figures", default="figures")
+    cmp.set_defaults(func=cmd_compare)
+
+    fig = sub.add_parser("figures", help="redraw all figures and tables from results/ (no training)")
+    fig.add_argument("--results", default="results")
+    fig.add_argument("--figures", default="figures")
+    fig.set_defaults(func=cmd_figures)
+
+    pre = sub.add_parser("pretrain", help="build the cached stand-in backbone and report transfer quality")
+    pre.add_argument("--task", default="fmnist-swin", choices=["fmnist-swin"])
+    pre.add_argument("--profile", choices=PROFILES)
+    pre.add_argument("--results", default="results")
+    pre.set_defaults(func=cmd_pretrain)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     args = build_parser().parse_args(argv)
     try:
         args.func(args)

@@ -24,6 +24,10 @@ def subset(data: Dataset, indices: torch.Tensor) -> Dataset:
     return {k: v[indices] for k, v in data.items()}
 
 
+def to_device(data: Dataset, device: torch.device) -> Dataset:
+    return {k: v.to(device, non_blocking=True) for k, v in data.items()}
+
+
 def dirichlet_partition(
     labels: np.ndarray | torch.Tensor,
     num_clients: int,

@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .data import Dataset
@@ -21,6 +22,32 @@ class Backbone:
     model: nn.Module
     head: tuple[str, ...]
     targets: tuple[str, ...]
+
+
+class ImageClassifier(nn.Module):
+    """Preprocessing inside the model: ``uint8 (N, C, H, W)`` -> float, resize to ``size``, normalise -> ``net``.
+
+    Datasets then stay compact (CIFAR-100 at 32 px, not 224) and the resize runs on the model's device.
+    """
+
+    def __init__(self, net: nn.Module, size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__()
+        self.net = net
+        self.size = size
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        x = pixel_values.float() / 255.0
+        if x.shape[-1] != self.size or x.shape[-2] != self.size:
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        return self.net((x - self.mean) / self.std)
+
+
+def with_preprocessing(backbone: Backbone, size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> Backbone:
+    """Wrap a vision backbone in :class:`ImageClassifier` (head names get the ``net.`` prefix)."""
+    model = ImageClassifier(backbone.model, size, mean, std)
+    return Backbone(model, tuple(f"net.{h}" for h in backbone.head), backbone.targets)
 
 
 def tiny_swin(
@@ -44,11 +71,11 @@ def tiny_swin(
     return Backbone(model, ("head",), SWIN_TARGETS)
 
 
-def timm_swin(name: str, num_classes: int, pretrained: bool = True) -> Backbone:
-    """A timm Swin by name, e.g. ``swin_tiny_patch4_window7_224.ms_in1k`` (downloads weights)."""
+def timm_swin(name: str, num_classes: int, pretrained: bool = True, **model_kwargs: object) -> Backbone:
+    """A timm Swin by name, e.g. ``swin_tiny_patch4_window7_224.ms_in1k`` (downloads weights when ``pretrained``)."""
     import timm
 
-    model = timm.create_model(name, pretrained=pretrained, num_classes=num_classes)
+    model = timm.create_model(name, pretrained=pretrained, num_classes=num_classes, **model_kwargs)
     return Backbone(model, ("head",), SWIN_TARGETS)
 
 

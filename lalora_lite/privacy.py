@@ -40,7 +40,8 @@ def noisy_gradient(
     summed = clip_and_sum(per_example, clip_norm)
     std = noise_multiplier * clip_norm
     return {
-        n: (s + std * torch.randn(s.shape, generator=generator, dtype=s.dtype, device=s.device)) / expected_batch_size
+        # noise is drawn on the CPU generator (reproducible on any device), then moved
+        n: (s + std * torch.randn(s.shape, generator=generator, dtype=s.dtype).to(s.device)) / expected_batch_size
         for n, s in summed.items()
     }
 

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import Dataset, dataset_size, subset
+from .data import Dataset, dataset_size, subset, to_device
 from .lora import factor_of, set_active
 from .methods import Method
 from .models import forward_logits
@@ -129,6 +129,7 @@ def local_update(
     if method.private != (dp is not None):
         raise ValueError(f"method {method.name!r} is {'' if method.private else 'not '}private; dp={dp}")
     model.train()
+    device = next(iter(params.values())).device
     n = dataset_size(data)
     optimizer = make_optimizer(params, cfg)
     sample_rate = min(1.0, cfg.batch_size / n)
@@ -139,7 +140,8 @@ def local_update(
             idx = poisson_batch(n, sample_rate, generator)
         else:
             idx = shuffled_batch(n, cfg.batch_size, generator)
-        grads, loss = step_gradient(model, params, active, subset(data, idx), dp, generator)
+        batch = to_device(subset(data, idx), device)
+        grads, loss = step_gradient(model, params, active, batch, dp, generator)
         if method.smooth:
             grads = smooth_gradients(grads)
         optimizer.zero_grad(set_to_none=True)
@@ -157,6 +159,7 @@ def pretrain(model: nn.Module, data: Dataset, steps: int, batch_size: int = 64, 
     Returns the last batch's loss. Trains every parameter; call before :func:`inject_lora`.
     """
     model.train()
+    device = next(model.parameters()).device
     for p in model.parameters():
         p.requires_grad_(True)
     generator = torch.Generator().manual_seed(seed)
@@ -164,7 +167,7 @@ def pretrain(model: nn.Module, data: Dataset, steps: int, batch_size: int = 64, 
     n = dataset_size(data)
     loss = torch.tensor(float("nan"))
     for _ in range(steps):
-        batch = subset(data, torch.randint(0, n, (batch_size,), generator=generator))
+        batch = to_device(subset(data, torch.randint(0, n, (batch_size,), generator=generator)), device)
         loss = summed_loss(model, batch) / batch_size
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -176,10 +179,11 @@ def pretrain(model: nn.Module, data: Dataset, steps: int, batch_size: int = 64, 
 def evaluate(model: nn.Module, data: Dataset, batch_size: int = 256) -> tuple[float, float]:
     """``(accuracy, mean cross-entropy)`` of the model on ``data``."""
     model.eval()
+    device = next(model.parameters()).device
     n = dataset_size(data)
     correct, total_loss = 0, 0.0
     for start in range(0, n, batch_size):
-        batch = {k: v[start : start + batch_size] for k, v in data.items()}
+        batch = to_device({k: v[start : start + batch_size] for k, v in data.items()}, device)
         logits = forward_logits(model, batch)
         total_loss += F.cross_entropy(logits, batch["labels"], reduction="sum").item()
         correct += (logits.argmax(-1) == batch["labels"]).sum().item()

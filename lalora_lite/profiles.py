@@ -1,0 +1,61 @@
+"""Profiles: one experiment, three sizes.
+
+``smoke``  seconds; what CI runs (tiny data, two rounds).
+``cpu``    the default: minutes on a 2-core laptop, big enough to show the effect.
+``paper``  the paper's models, data and rounds; needs a GPU and the internet.
+
+Every task has a :class:`Profile` per size it supports. The profile is chosen by
+``--profile`` or the ``LALORA_PROFILE`` environment variable (default ``cpu``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from .methods import METHODS
+
+PROFILES = ("smoke", "cpu", "paper")
+ALL_METHODS = tuple(METHODS)
+
+
+def current_profile(name: str | None = None) -> str:
+    """The profile asked for, else ``$LALORA_PROFILE``, else ``cpu``; unknown names raise."""
+    profile = name or os.environ.get("LALORA_PROFILE", "cpu")
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; allowed: {', '.join(PROFILES)}")
+    return profile
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Data sizes, federation, training and the comparison grid of one task at one size."""
+
+    # data
+    train_size: int  # private training examples, split across clients
+    val_size: int  # held out from the private training pool, for the hyper-parameter search
+    test_size: int | None  # None: the whole test split
+    # federation
+    num_clients: int
+    clients_per_round: int
+    dirichlet_alpha: float
+    min_client_size: int
+    # local training
+    rounds: int
+    local_steps: int
+    batch_size: int
+    optimizer: str
+    rank: int
+    lora_alpha: float
+    # the comparison grid (every method gets the same search)
+    lr_grid: tuple[float, ...]
+    clip_grid: tuple[float, ...]
+    search_rounds: int  # rounds of each search run (on the validation split, seed 0)
+    search_epsilon: float  # budget at which the search runs (for the private methods)
+    epsilons: tuple[float, ...]
+    seeds: tuple[int, ...]
+    methods: tuple[str, ...] = ALL_METHODS
+    # task-specific
+    pretrain_steps: int = 0  # vision stand-in: non-private public pretraining
+    max_length: int = 32  # text: tokens per example
+    delta: float = 1e-5
