@@ -20,6 +20,7 @@ from opacus.accountants.analysis import rdp as rdp_analysis
 
 ACCOUNTANTS = ("rdp", "prv")
 MAX_NOISE_MULTIPLIER = 1e3
+MIN_NOISE_MULTIPLIER = 1e-2
 # opacus' default RDP orders (1.1 ... 63), widened at both ends: the optimal order lies beyond
 # 63 for few, weakly noised steps and below 1.1 for many, strongly noised ones.
 RDP_ORDERS = [1.01, 1.02, 1.05, *RDPAccountant.DEFAULT_ALPHAS, *range(64, 256, 8), 256, 512, 1024]
@@ -93,17 +94,21 @@ def calibrate_noise_multiplier(
     def fits(sigma: float) -> bool:
         return epsilon_for(sigma, sample_rate, steps, delta, accountant) <= epsilon
 
-    low, high = 0.1, 1.0
-    while not fits(high):
-        low, high = high, high * 2
-        if high > MAX_NOISE_MULTIPLIER:
-            raise ValueError(
-                f"the budget epsilon={epsilon}, delta={delta} cannot be met with q={sample_rate} over "
-                f"{steps} steps (noise multiplier would exceed {MAX_NOISE_MULTIPLIER:g}); "
-                "allow a larger epsilon, fewer steps or a smaller sample rate"
-            )
-    while low > 1e-3 and fits(low):
-        low /= 2
+    # bracket [low, high] with fits(high) and not fits(low), halving or doubling from sigma = 1
+    # (stepping one factor of 2 at a time: PRV gets very slow at needlessly small sigma)
+    low, high = 0.5, 1.0
+    if fits(high):
+        while fits(low) and low > MIN_NOISE_MULTIPLIER:
+            low, high = low / 2, low
+    else:
+        while not fits(high):
+            low, high = high, high * 2
+            if high > MAX_NOISE_MULTIPLIER:
+                raise ValueError(
+                    f"the budget epsilon={epsilon}, delta={delta} cannot be met with q={sample_rate} over "
+                    f"{steps} steps (noise multiplier would exceed {MAX_NOISE_MULTIPLIER:g}); "
+                    "allow a larger epsilon, fewer steps or a smaller sample rate"
+                )
     while high / low > 1 + rtol:
         mid = math.sqrt(low * high)
         low, high = (low, mid) if fits(mid) else (mid, high)
