@@ -42,8 +42,9 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
-def load_fashion_mnist(split: str, root: Path = FASHION_MNIST_DIR) -> tuple[np.ndarray, np.ndarray]:
+def load_fashion_mnist(split: str, root: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(images uint8 (N, 28, 28), labels int64 (N,))`` of the ``train`` (60k) or ``test`` (10k) split."""
+    root = root or FASHION_MNIST_DIR
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     prefix = "train" if split == "train" else "t10k"
@@ -64,8 +65,9 @@ def load_fashion_mnist(split: str, root: Path = FASHION_MNIST_DIR) -> tuple[np.n
         ) from err
 
 
-def load_wordnet_glosses(path: Path = WORDNET_NOUNS) -> tuple[list[str], np.ndarray]:
+def load_wordnet_glosses(path: Path | None = None) -> tuple[list[str], np.ndarray]:
     """Noun glosses (the definition, without the quoted examples) and their lexicographer file numbers."""
+    path = path or WORDNET_NOUNS
     if not path.exists():
         raise RuntimeError(
             f"WordNet nouns not found at {path}. Install the Debian package: "

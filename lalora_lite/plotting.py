@@ -9,6 +9,8 @@ and ``results/<task>/<profile>/summary.{csv,md}`` (the table and the ablation).
 from __future__ import annotations
 
 import math
+import os
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -66,7 +68,8 @@ def plot_accuracy_vs_epsilon(table: pd.DataFrame, title: str, path: Path) -> Non
             continue
         ax.errorbar(private["epsilon"], 100 * private["mean"], yerr=100 * private["std"].fillna(0), marker="o",
                     capsize=3, label=method)
-    ax.set(xlabel="epsilon (delta = 1e-5)", ylabel="test accuracy (%)", title=title)
+    ax.set(xlabel="epsilon (delta = 1e-5)", ylabel="test accuracy (%)")
+    ax.set_title(_wrap(title), fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -82,7 +85,8 @@ def plot_curves(history: pd.DataFrame, epsilon: float, title: str, path: Path) -
         ax.plot(stats.index, 100 * stats["mean"], label=method, ls="--" if method == "fedlora" else "-")
         ax.fill_between(stats.index, 100 * (stats["mean"] - stats["std"]), 100 * (stats["mean"] + stats["std"]),
                         alpha=0.15)
-    ax.set(xlabel="round", ylabel="test accuracy (%)", title=title)
+    ax.set(xlabel="round", ylabel="test accuracy (%)")
+    ax.set_title(_wrap(title), fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -116,6 +120,30 @@ def redraw(results_dir: Path = Path("results"), figures_dir: Path = Path("figure
             plot_curves(history, finite[0], f"{description}\n[{profile} profile, eps={finite[0]:g}]", path)
             written.append(path)
     return written
+
+
+def _wrap(title: str, width: int = 70) -> str:
+    return "\n".join(textwrap.fill(line, width) for line in title.splitlines())
+
+
+def project_root() -> Path:
+    """The checkout the working directory lies in (the folder holding ``lalora_lite/``), else the working directory."""
+    here = Path.cwd().resolve()
+    return next((p for p in (here, *here.parents) if (p / "lalora_lite").is_dir()), here)
+
+
+def figures_dir() -> Path:
+    """The project's ``figures/`` folder (``$LALORA_FIGURES``, else ``<project root>/figures``)."""
+    path = Path(os.environ["LALORA_FIGURES"]) if "LALORA_FIGURES" in os.environ else project_root() / "figures"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def save_figure(fig: plt.Figure, name: str, profile: str) -> Path:
+    """Save ``fig`` as ``figures/<name>-<profile>.png`` and return the path."""
+    path = figures_dir() / f"{name}-{profile}.png"
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    return path
 
 
 def _description(task: str) -> str:

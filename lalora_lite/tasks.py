@@ -310,9 +310,9 @@ TASKS: dict[str, TaskSpec] = {
             {
                 "smoke": Profile(train_size=400, val_size=100, test_size=200, min_client_size=5, rank=8,
                                  lora_alpha=16, max_length=32, **_TEXT, **{**_SMOKE, "lr_grid": (1e-3,)}),
-                "cpu": Profile(train_size=6_000, val_size=500, test_size=1_000, min_client_size=50, rounds=10,
-                               local_steps=5, batch_size=32, rank=8, lora_alpha=16, lr_grid=(1e-3, 3e-3),
-                               clip_grid=(1.0,), search_rounds=5, search_epsilon=2.0, epsilons=(1.0, 3.0),
+                "cpu": Profile(train_size=6_000, val_size=300, test_size=500, min_client_size=50, rounds=10,
+                               local_steps=4, batch_size=32, rank=8, lora_alpha=16, lr_grid=(1e-3, 3e-3),
+                               clip_grid=(1.0,), search_rounds=4, search_epsilon=2.0, epsilons=(1.0, 3.0),
                                seeds=(0, 1), methods=("fedlora", "dp-lora", "ffa-lora", "rolora", "lalora"),
                                max_length=32, **_TEXT),
             },

@@ -1,9 +1,11 @@
 """Shared fixtures: tiny models with LoRA, small batches. Everything offline."""
 
 import os
+import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("LALORA_CACHE", tempfile.mkdtemp(prefix="lalora-test-cache-"))  # hermetic pretraining cache
 
 import pytest
 import torch

@@ -45,6 +45,12 @@ def test_cli_accountant_prints_both_sigmas():
 def test_cli_errors_are_clear():
     out = run_cli("accountant", "--epsilon", "0", "--sample-rate", "0.01", "--steps", "10")
     assert out.returncode == 2 and "epsilon must be a finite number > 0, got 0.0" in out.stderr
-    out = run_cli("demo", "--methods", "la-lora")
+    out = run_cli("compare", "--task", "fmnist-swin", "--methods", "la-lora")
     assert out.returncode == 2 and "unknown method 'la-lora'" in out.stderr
+    out = run_cli("run", "--task", "fmnist-swin", "--method", "fedlora", "--epsilon", "1", "--profile", "smoke")
+    assert out.returncode == 2 and "not private: leave out --epsilon" in out.stderr
+    out = run_cli("run", "--task", "mnist", "--method", "lalora", "--epsilon", "1")
+    assert out.returncode == 2 and "unknown task 'mnist'" in out.stderr
+    out = run_cli("figures", "--results", "/nonexistent")
+    assert out.returncode == 2 and "no results found" in out.stderr
     assert run_cli("--help").returncode == 0

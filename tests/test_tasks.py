@@ -1,0 +1,100 @@
+"""Task builders: the offline stand-ins at the smoke profile, the paper tasks on local stand-ins."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from lalora_lite.federated import FederatedConfig, run_federated
+from lalora_lite.lora import lora_layers
+from lalora_lite.tasks import PAPER_TEXT, PAPER_VISION, TASKS, build_task, get_profile
+from lalora_lite.training import LocalConfig
+
+
+def test_fmnist_swin_smoke():
+    task = build_task("fmnist-swin", "smoke", seed=0)
+    profile = get_profile("fmnist-swin", "smoke")
+    assert len(task.clients) == 8 and sum(len(c["labels"]) for c in task.clients) == profile.train_size
+    assert len(task.val["labels"]) == 200 and len(task.test["labels"]) == 300
+    assert task.test["pixel_values"].dtype == torch.uint8 and task.test["pixel_values"].shape[1:] == (1, 28, 28)
+    assert set(task.test["labels"].tolist()) <= set(range(5)) and task.class_names[0] == "Sandal"
+    assert task.backbone.head == ("net.head",) and len(lora_layers(task.backbone.model)) == 8
+    assert "stand-in" in task.description
+    # non-IID: Dirichlet(0.1) gives most clients a dominant class
+    shares = [np.bincount(c["labels"].numpy(), minlength=5).max() / len(c["labels"]) for c in task.clients]
+    assert np.median(shares) > 0.5
+
+
+def test_wordnet_minilm_smoke():
+    task = build_task("wordnet-minilm", "smoke", seed=0)
+    assert len(task.clients) == 20 and task.test["input_ids"].shape == (200, 32)
+    assert len(task.class_names) == 8 and {"artifact", "person", "plant", "animal"} <= set(task.class_names)
+    assert sorted(set(task.test["labels"].tolist())) == list(range(8))
+    names = list(lora_layers(task.backbone.model))
+    assert len(names) == 18 and all(n.rsplit(".", 1)[1] in ("query", "key", "value") for n in names)
+
+
+def test_unknown_task_and_profile():
+    with pytest.raises(ValueError, match="unknown task 'mnist'.*fmnist-swin"):
+        build_task("mnist", "cpu", 0)
+    with pytest.raises(ValueError, match="no 'paper' profile; it has: smoke, cpu"):
+        build_task("fmnist-swin", "paper", 0)
+    with pytest.raises(ValueError, match="no 'cpu' profile; it has: paper"):
+        build_task("cifar100-swin-b", "cpu", 0)
+
+
+def one_private_step(task):
+    cfg = FederatedConfig("lalora", rounds=1, clients_per_round=1, local=LocalConfig(local_steps=1, batch_size=2),
+                          epsilon=3.0)
+    return run_federated(task.backbone, task.clients, task.test, cfg, progress=False)
+
+
+def test_paper_vision_task_on_a_local_stand_in(tmp_path):
+    """Same data format as uoft-cs/cifar100 (img, fine_label), a tiny config of the same timm Swin at 224 px."""
+    import datasets
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    rows = {"img": [Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)) for _ in range(24)],
+            "fine_label": [i % 3 for i in range(24)]}
+    split = datasets.Dataset.from_dict(rows)
+    datasets.DatasetDict({"train": split, "test": split.select(range(6))}).save_to_disk(tmp_path / "cifar")
+    spec = TASKS["cifar100-swin-t"]
+    spec = dataclasses.replace(spec, source={**spec.source, "dataset": str(tmp_path / "cifar"), "pretrained": False,
+                                             "model_kwargs": {"embed_dim": 24, "depths": (1, 1), "num_heads": (1, 2)}})
+    profile = dataclasses.replace(PAPER_VISION, train_size=16, val_size=4, min_client_size=1, num_clients=2,
+                                  clients_per_round=1)
+    task = spec.builder(spec, profile, 0)
+    assert task.test["pixel_values"].shape == (6, 3, 32, 32)  # stored small, resized to 224 inside the model
+    assert task.backbone.model.size == 224 and len(task.class_names) == 3
+    history = one_private_step(task)
+    assert history["epsilon_spent"].iloc[0] > 0
+
+
+def test_paper_glue_task_on_a_local_stand_in(tmp_path):
+    """Same format as nyu-mll/glue qnli; a tiny RobertaForSequenceClassification saved like roberta-base."""
+    import datasets
+    from transformers import AutoTokenizer, RobertaConfig, RobertaForSequenceClassification
+
+    from lalora_lite.models import minilm_path
+
+    rows = {"question": [f"what is {i}?" for i in range(24)], "sentence": [f"it is {i}." for i in range(24)],
+            "label": [i % 2 for i in range(24)]}
+    split = datasets.Dataset.from_dict(rows)
+    datasets.DatasetDict({"train": split, "validation": split.select(range(6))}).save_to_disk(tmp_path / "glue")
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    config = RobertaConfig(vocab_size=tokenizer.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                           intermediate_size=32, max_position_embeddings=160)
+    RobertaForSequenceClassification(config).save_pretrained(tmp_path / "roberta")
+    tokenizer.save_pretrained(tmp_path / "roberta")
+    spec = TASKS["qnli-roberta"]
+    spec = dataclasses.replace(spec, source={**spec.source, "dataset": str(tmp_path / "glue"),
+                                             "model": str(tmp_path / "roberta")})
+    profile = dataclasses.replace(PAPER_TEXT, train_size=16, val_size=4, min_client_size=1, num_clients=2,
+                                  clients_per_round=1)
+    task = spec.builder(spec, profile, 0)
+    assert task.test["input_ids"].shape == (6, 128)  # the paper's max length
+    assert len(lora_layers(task.backbone.model)) == 3
+    history = one_private_step(task)
+    assert history["epsilon_spent"].iloc[0] > 0
