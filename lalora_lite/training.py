@@ -14,7 +14,7 @@ LA-LoRA and DP-LoRA differ only in step 1 (their schedule) and the filter flag.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -124,8 +124,12 @@ def local_update(
     cfg: LocalConfig,
     dp: DPNoise | None,
     generator: torch.Generator,
+    on_step: Callable[[int], None] | None = None,
 ) -> float:
-    """Run ``steps`` local steps of ``method`` on one client's ``data``; returns the mean training loss."""
+    """Run ``steps`` local steps of ``method`` on one client's ``data``; returns the mean training loss.
+
+    ``on_step(k)`` is called after the optimizer step ``k`` (for diagnostics).
+    """
     if method.private != (dp is not None):
         raise ValueError(f"method {method.name!r} is {'' if method.private else 'not '}private; dp={dp}")
     model.train()
@@ -149,6 +153,8 @@ def local_update(
             params[name].grad = g
         optimizer.step()
         losses.append(loss)
+        if on_step is not None:
+            on_step(k)
     finite = [x for x in losses if x == x]
     return sum(finite) / len(finite) if finite else float("nan")
 

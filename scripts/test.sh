@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Set up (idempotent) and run the whole test suite, offline: unit tests and end-to-end runs.
+# Set up (idempotent) and run the whole test suite, offline: unit tests, end-to-end runs of the
+# main job in the smoke profile, and every notebook executed top to bottom (nbmake, smoke profile).
 # Usage: bash scripts/test.sh [extra pytest arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-export HF_HUB_OFFLINE=1 TRANSFORMERS_VERBOSITY=error
-.venv/bin/python -m pytest "$@"
+export HF_HUB_OFFLINE=1 TRANSFORMERS_VERBOSITY=error LALORA_PROFILE=smoke
+# smoke-profile figures of the notebooks go to a scratch folder, not over the committed cpu figures
+export LALORA_FIGURES="${LALORA_FIGURES:-$(mktemp -d)}"
+.venv/bin/python -m pytest --nbmake --nbmake-timeout=300 tests notebooks "$@"

@@ -1,0 +1,246 @@
+"""Measurements behind the paper's three problems: coupling, noise amplification, sharpness.
+
+* Coupling: one step moves ``W = W0 + s B A`` by ``dW = s (dB A + B dA + dB dA)``.
+* Noise: DP noise ``N_A, N_B`` (std ``tau`` each) reaches ``W`` as ``s (N_B A + B N_A) + s N_B N_A``.
+* Sharpness: the top Hessian eigenvalue of the loss in the trainable parameters, and
+  filter-normalised 1-D/2-D loss landscapes (Li et al., 2018) around a model.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+
+import torch
+from torch import nn
+
+from .data import Dataset, to_device
+from .lora import lora_layers
+from .training import summed_loss
+
+# --- coupling -------------------------------------------------------------------------------
+
+
+def coupling_terms(A: torch.Tensor, B: torch.Tensor, dA: torch.Tensor, dB: torch.Tensor, scale: float
+                   ) -> dict[str, torch.Tensor]:
+    """The three parts of ``dW = s[(B + dB)(A + dA) - B A]``; they sum to ``dW`` exactly.
+
+    ``A, dA: (r, n)``, ``B, dB: (m, r)``; returns ``(m, n)`` tensors ``dB_A``, ``B_dA``, ``dB_dA``.
+    """
+    return {"dB_A": scale * dB @ A, "B_dA": scale * B @ dA, "dB_dA": scale * dB @ dA}
+
+
+def coupling_norms(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor], model: nn.Module
+                   ) -> dict[str, float]:
+    """Frobenius norms of the three parts summed in quadrature over all LoRA layers of ``model``.
+
+    ``before``/``after``: LoRA states (name -> tensor) around one or more optimizer steps.
+    ``cross_share`` is ``||dB dA|| / ||dW||``: how much of the step is the non-descent cross term.
+    """
+    totals = {"dB_A": 0.0, "B_dA": 0.0, "dB_dA": 0.0, "dW": 0.0}
+    for name, layer in lora_layers(model).items():
+        A, B = before[f"{name}.lora_A"], before[f"{name}.lora_B"]
+        dA, dB = after[f"{name}.lora_A"] - A, after[f"{name}.lora_B"] - B
+        parts = coupling_terms(A, B, dA, dB, layer.scale)
+        for key, value in parts.items():
+            totals[key] += value.pow(2).sum().item()
+        totals["dW"] += sum(parts.values()).pow(2).sum().item()
+    norms = {k: math.sqrt(v) for k, v in totals.items()}
+    norms["cross_share"] = norms["dB_dA"] / norms["dW"] if norms["dW"] > 0 else 0.0
+    return norms
+
+
+def delta_w(state: dict[str, torch.Tensor], reference: dict[str, torch.Tensor], model: nn.Module
+            ) -> dict[str, torch.Tensor]:
+    """Per layer, ``s (B A - B_ref A_ref)``: how a client moved the effective weight."""
+    return {
+        name: layer.scale * (state[f"{name}.lora_B"] @ state[f"{name}.lora_A"]
+                             - reference[f"{name}.lora_B"] @ reference[f"{name}.lora_A"])
+        for name, layer in lora_layers(model).items()
+    }
+
+
+def pairwise_cosine(updates: Sequence[dict[str, torch.Tensor]]) -> float:
+    """Mean cosine similarity between the flattened updates of every pair of clients."""
+    flat = [torch.cat([u[k].flatten() for k in sorted(u)]) for u in updates]
+    sims = [torch.nn.functional.cosine_similarity(flat[i], flat[j], dim=0).item()
+            for i in range(len(flat)) for j in range(i + 1, len(flat))]
+    return sum(sims) / len(sims) if sims else float("nan")
+
+
+def aggregation_gap(states: Sequence[dict[str, torch.Tensor]], model: nn.Module) -> float:
+    """``||mean(B_i) mean(A_i) - mean(B_i A_i)|| / ||mean(B_i A_i)||`` over all layers (FedAvg's factor error)."""
+    num, den = 0.0, 0.0
+    for name in lora_layers(model):
+        As = torch.stack([s[f"{name}.lora_A"] for s in states])
+        Bs = torch.stack([s[f"{name}.lora_B"] for s in states])
+        product_of_means = Bs.mean(0) @ As.mean(0)
+        mean_of_products = (Bs @ As).mean(0)
+        num += (product_of_means - mean_of_products).pow(2).sum().item()
+        den += mean_of_products.pow(2).sum().item()
+    return math.sqrt(num / den) if den > 0 else 0.0
+
+
+# --- noise amplification --------------------------------------------------------------------
+
+
+def noise_terms(A: torch.Tensor, B: torch.Tensor, tau: float, scale: float, samples: int = 64,
+                generator: torch.Generator | None = None) -> dict[str, float]:
+    """Monte Carlo RMS Frobenius norms of the noise reaching ``W`` when both factors get noise of std ``tau``.
+
+    ``linear = s (N_B A + B N_A)``, ``quadratic = s N_B N_A``, and ``full = N_W`` (full fine-tuning:
+    noise of std ``tau`` on every entry of ``W``). Closed forms (``A: (r, n)``, ``B: (m, r)``):
+    ``E||linear||^2 = s^2 tau^2 (m ||A||^2 + n ||B||^2)``, ``E||quadratic||^2 = s^2 tau^4 m n r``,
+    ``E||full||^2 = tau^2 m n``; returned as ``*_expected``.
+    """
+    r, n = A.shape
+    m = B.shape[0]
+    lin, quad = 0.0, 0.0
+    for _ in range(samples):
+        NA = tau * torch.randn(A.shape, generator=generator)
+        NB = tau * torch.randn(B.shape, generator=generator)
+        lin += (scale * (NB @ A + B @ NA)).pow(2).sum().item()
+        quad += (scale * NB @ NA).pow(2).sum().item()
+    return {
+        "linear": math.sqrt(lin / samples),
+        "quadratic": math.sqrt(quad / samples),
+        "linear_expected": scale * tau * math.sqrt(m * A.pow(2).sum().item() + n * B.pow(2).sum().item()),
+        "quadratic_expected": scale * tau**2 * math.sqrt(m * n * r),
+        "full_expected": tau * math.sqrt(m * n),
+    }
+
+
+# --- sharpness ------------------------------------------------------------------------------
+
+LossOnBatches = Callable[[], torch.Tensor]
+
+
+def loss_function(model: nn.Module, batches: Iterable[Dataset]) -> LossOnBatches:
+    """Mean cross-entropy over a fixed list of batches (eval mode: no dropout)."""
+    batches = list(batches)
+    total = sum(b["labels"].shape[0] for b in batches)
+    device = next(model.parameters()).device
+
+    def loss() -> torch.Tensor:
+        model.eval()
+        return sum(summed_loss(model, to_device(b, device)) for b in batches) / total
+
+    return loss
+
+
+def hessian_vector_product(loss: LossOnBatches, params: Sequence[torch.Tensor], vector: Sequence[torch.Tensor]
+                           ) -> list[torch.Tensor]:
+    """``H v`` by double backpropagation: ``d/dtheta (grad L . v)``."""
+    grads = torch.autograd.grad(loss(), params, create_graph=True)
+    dot = sum((g * v).sum() for g, v in zip(grads, vector))
+    return [h.detach() for h in torch.autograd.grad(dot, params)]
+
+
+def _power_iteration(hvp: Callable[[list[torch.Tensor]], list[torch.Tensor]], shapes: list[torch.Size], iters: int,
+                     tol: float, generator: torch.Generator | None) -> tuple[float, bool, list[float]]:
+    """Dominant (largest-magnitude) eigenvalue of the linear map ``hvp`` by power iteration."""
+    v = [torch.randn(s, generator=generator) for s in shapes]
+    norm = math.sqrt(sum((x * x).sum().item() for x in v))
+    v = [x / norm for x in v]
+    estimates: list[float] = []
+    for _ in range(iters):
+        hv = hvp(v)
+        estimates.append(sum((h * x).sum().item() for h, x in zip(hv, v)))  # Rayleigh quotient v^T H v
+        norm = math.sqrt(sum((h * h).sum().item() for h in hv))
+        if norm == 0:
+            return 0.0, True, estimates
+        v = [h / norm for h in hv]
+        if len(estimates) > 1 and abs(estimates[-1] - estimates[-2]) <= tol * abs(estimates[-1]):
+            return estimates[-1], True, estimates
+    return estimates[-1], False, estimates
+
+
+def top_hessian_eigenvalue(loss: LossOnBatches, params: Sequence[torch.Tensor], iters: int = 50, tol: float = 1e-3,
+                           generator: torch.Generator | None = None) -> tuple[float, bool, list[float]]:
+    """Largest (most positive) Hessian eigenvalue by power iteration on Hessian-vector products.
+
+    Power iteration finds the eigenvalue of largest magnitude ``l1``. If ``l1 < 0`` it is run again
+    on ``H - l1 I``, whose dominant eigenvalue is ``l_max - l1``. Returns ``(eigenvalue, converged,
+    Rayleigh quotients per iteration)``; converged means two successive quotients differ by less than
+    ``tol`` (relative) in every pass that was run.
+    """
+    params = list(params)
+    shapes = [p.shape for p in params]
+    hvp = lambda v: hessian_vector_product(loss, params, v)  # noqa: E731
+    dominant, converged, estimates = _power_iteration(hvp, shapes, iters, tol, generator)
+    if dominant >= 0:
+        return dominant, converged, estimates
+    shifted = lambda v: [h - dominant * x for h, x in zip(hvp(v), v)]  # noqa: E731
+    gap, converged_shift, more = _power_iteration(shifted, shapes, iters, tol, generator)
+    return gap + dominant, converged and converged_shift, estimates + [m + dominant for m in more]
+
+
+def hessian_trace(loss: LossOnBatches, params: Sequence[torch.Tensor], samples: int = 20,
+                  generator: torch.Generator | None = None) -> float:
+    """Hutchinson's estimate ``E[v^T H v]`` with Rademacher ``v``."""
+    params = list(params)
+    total = 0.0
+    for _ in range(samples):
+        v = [torch.randint(0, 2, p.shape, generator=generator).float() * 2 - 1 for p in params]
+        total += sum((h * x).sum().item() for h, x in zip(hessian_vector_product(loss, params, v), v))
+    return total / samples
+
+
+def _rows(t: torch.Tensor) -> torch.Tensor:
+    """View a tensor as rows: dim 0 of a 2-D (or higher) tensor; a 1-D tensor is one row."""
+    return t.reshape(t.shape[0], -1) if t.ndim > 1 else t.reshape(1, -1)
+
+
+def filter_normalised_direction(references: Sequence[torch.Tensor], generator: torch.Generator | None = None
+                                ) -> list[torch.Tensor]:
+    """A random direction whose every row has the norm of the matching reference row (Li et al., 2018).
+
+    ``references`` are the weights being moved (or, for the merged space, ``W0 + s B A``).
+    A reference row of norm zero (B at its zero init) gets a zero direction row: the
+    landscape then does not move B until B has been trained.
+    """
+    direction = []
+    for ref in references:
+        d = _rows(torch.randn(ref.shape, generator=generator))
+        r = _rows(ref.detach())
+        direction.append((d * r.norm(dim=1, keepdim=True) / (d.norm(dim=1, keepdim=True) + 1e-12)).reshape(ref.shape))
+    return direction
+
+
+def landscape_weights(model: nn.Module, head: Sequence[str], merged: bool = False
+                      ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """``(weights to move, row-norm references)`` of a landscape.
+
+    Default: the LoRA factors and the head (references: themselves). With ``merged``: the base
+    weight of each adapted layer (so ``W = W0 + s B A`` moves as a whole; references: the merged
+    ``W``) and the head.
+    """
+    heads = tuple(head)
+    head_params = [p for n, p in model.named_parameters() if any(n.startswith(h + ".") for h in heads)]
+    if not merged:
+        factors = [p for n, p in model.named_parameters() if n.endswith((".lora_A", ".lora_B"))]
+        return factors + head_params, factors + head_params
+    layers = list(lora_layers(model).values())
+    merged_w = [(layer.base.weight + layer.delta_weight()).detach() for layer in layers]
+    return [layer.base.weight for layer in layers] + head_params, merged_w + head_params
+
+
+@torch.no_grad()
+def loss_surface(loss: LossOnBatches, weights: Sequence[torch.Tensor], directions: Sequence[Sequence[torch.Tensor]],
+                 coords: Sequence[float]) -> torch.Tensor:
+    """Loss on a 1-D line (one direction) or 2-D grid (two) of ``theta + a d1 (+ b d2)``.
+
+    The weights are restored afterwards. Returns ``(len(coords),)`` or ``(len(coords), len(coords))``.
+    """
+    origin = [w.detach().clone() for w in weights]
+    shape = (len(coords),) * len(directions)
+    values = torch.empty(shape)
+    try:
+        for index in torch.cartesian_prod(*[torch.arange(len(coords))] * len(directions)).reshape(-1, len(directions)):
+            for w, o, *ds in zip(weights, origin, *directions):
+                w.copy_(o + sum(coords[i] * d for i, d in zip(index.tolist(), ds)))
+            values[tuple(index.tolist())] = loss().item()
+    finally:
+        for w, o in zip(weights, origin):
+            w.copy_(o)
+    return values
