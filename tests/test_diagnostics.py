@@ -72,8 +72,8 @@ def test_top_eigenvalue_and_trace_of_a_known_quadratic():
     value, converged, _ = dg.top_hessian_eigenvalue(negative, [y], iters=500, tol=1e-7,
                                                     generator=torch.Generator().manual_seed(0))
     assert converged and value == pytest.approx(2.0, rel=1e-3)
-    _, converged, _ = dg.top_hessian_eigenvalue(quadratic([1.0, 0.999])[1], [quadratic([1.0, 0.999])[0]], iters=2,
-                                               tol=1e-12)
+    z, close_eigenvalues = quadratic([1.0, 0.999])
+    _, converged, _ = dg.top_hessian_eigenvalue(close_eigenvalues, [z], iters=2, tol=1e-12)
     assert not converged  # too few iterations is reported, not hidden
 
 
