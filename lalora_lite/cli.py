@@ -36,11 +36,6 @@ def cmd_run(args: argparse.Namespace) -> None:
 
     profile_name = current_profile(args.profile)
     profile = get_profile(args.task, profile_name)
-    private = METHODS[args.method].private
-    if private and args.epsilon is None:
-        raise ValueError(f"method {args.method!r} is private: give --epsilon")
-    if not private and args.epsilon is not None:
-        raise ValueError(f"method {args.method!r} is not private: leave out --epsilon")
     spec = RunSpec(args.task, profile_name, args.method, args.epsilon, args.seed,
                    args.lr if args.lr is not None else profile.lr_grid[0],
                    args.clip_norm if args.clip_norm is not None else profile.clip_grid[0],

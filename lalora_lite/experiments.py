@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .federated import FederatedConfig, run_federated
+from .federated import FederatedConfig, run_federated, validate
 from .methods import get_method
 from .profiles import Profile
 from .tasks import build_task, get_profile
@@ -68,6 +68,7 @@ def execute(spec: RunSpec, runs_dir: Path, progress: bool = True) -> pd.DataFram
     if done.exists():
         return pd.read_csv(done)
     cfg = federated_config(spec, profile)
+    validate(cfg, profile.num_clients)  # before building the task (which may pretrain a backbone)
     task = build_task(spec.task, spec.profile, spec.seed)
     evaluation = task.val if spec.split == "val" else task.test
     start = time.perf_counter()

@@ -58,6 +58,16 @@ def summary_markdown(table: pd.DataFrame, methods: list[str] | tuple[str, ...] |
     return "\n".join(lines)
 
 
+def _finish_accuracy_plot(fig: plt.Figure, ax: plt.Axes, xlabel: str, title: str, path: Path) -> None:
+    """Shared labels, wrapped title and legend; save to ``path`` and close."""
+    ax.set(xlabel=xlabel, ylabel="test accuracy (%)")
+    ax.set_title(_wrap(title), fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def plot_accuracy_vs_epsilon(table: pd.DataFrame, title: str, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for method, rows in table.groupby("method", sort=False):
@@ -68,12 +78,7 @@ def plot_accuracy_vs_epsilon(table: pd.DataFrame, title: str, path: Path) -> Non
             continue
         ax.errorbar(private["epsilon"], 100 * private["mean"], yerr=100 * private["std"].fillna(0), marker="o",
                     capsize=3, label=method)
-    ax.set(xlabel="epsilon (delta = 1e-5)", ylabel="test accuracy (%)")
-    ax.set_title(_wrap(title), fontsize=9)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _finish_accuracy_plot(fig, ax, "epsilon (delta = 1e-5)", title, path)
 
 
 def plot_curves(history: pd.DataFrame, epsilon: float, title: str, path: Path) -> None:
@@ -85,12 +90,7 @@ def plot_curves(history: pd.DataFrame, epsilon: float, title: str, path: Path) -
         ax.plot(stats.index, 100 * stats["mean"], label=method, ls="--" if method == "fedlora" else "-")
         ax.fill_between(stats.index, 100 * (stats["mean"] - stats["std"]), 100 * (stats["mean"] + stats["std"]),
                         alpha=0.15)
-    ax.set(xlabel="round", ylabel="test accuracy (%)")
-    ax.set_title(_wrap(title), fontsize=9)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _finish_accuracy_plot(fig, ax, "round", title, path)
 
 
 def redraw(results_dir: Path = Path("results"), figures_dir: Path = Path("figures")) -> list[Path]:

@@ -48,7 +48,7 @@ def test_cli_errors_are_clear():
     out = run_cli("compare", "--task", "fmnist-swin", "--methods", "la-lora")
     assert out.returncode == 2 and "unknown method 'la-lora'" in out.stderr
     out = run_cli("run", "--task", "fmnist-swin", "--method", "fedlora", "--epsilon", "1", "--profile", "smoke")
-    assert out.returncode == 2 and "not private: leave out --epsilon" in out.stderr
+    assert out.returncode == 2 and "is not private; set epsilon=None, got 1.0" in out.stderr
     out = run_cli("run", "--task", "mnist", "--method", "lalora", "--epsilon", "1")
     assert out.returncode == 2 and "unknown task 'mnist'" in out.stderr
     out = run_cli("figures", "--results", "/nonexistent")
