@@ -308,7 +308,7 @@ TASKS: dict[str, TaskSpec] = {
             "WordNet noun glosses, 8 categories, MiniLM-L6 (stand-in for RoBERTa on GLUE)",
             _build_wordnet_minilm,
             {
-                "smoke": Profile(train_size=400, val_size=100, test_size=200, min_client_size=5, rank=8,
+                "smoke": Profile(train_size=400, val_size=50, test_size=100, min_client_size=5, rank=8,
                                  lora_alpha=16, max_length=32, **_TEXT, **{**_SMOKE, "lr_grid": (1e-3,)}),
                 "cpu": Profile(train_size=6_000, val_size=300, test_size=500, min_client_size=50, rounds=10,
                                local_steps=4, batch_size=32, rank=8, lora_alpha=16, lr_grid=(1e-3, 3e-3),

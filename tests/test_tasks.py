@@ -28,7 +28,7 @@ def test_fmnist_swin_smoke():
 
 def test_wordnet_minilm_smoke():
     task = build_task("wordnet-minilm", "smoke", seed=0)
-    assert len(task.clients) == 20 and task.test["input_ids"].shape == (200, 32)
+    assert len(task.clients) == 20 and task.test["input_ids"].shape == (100, 32)
     assert len(task.class_names) == 8 and {"artifact", "person", "plant", "animal"} <= set(task.class_names)
     assert sorted(set(task.test["labels"].tolist())) == list(range(8))
     names = list(lora_layers(task.backbone.model))
