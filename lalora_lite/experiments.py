@@ -13,7 +13,6 @@ recomputed and an interrupted one resumes. Tidy results go to ``results/<task>/<
 from __future__ import annotations
 
 import json
-import math
 import platform
 import subprocess
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .accounting import check_budget_inputs
 from .federated import FederatedConfig, run_federated, validate
 from .methods import get_method
 from .profiles import Profile
@@ -111,8 +111,7 @@ def compare(task: str, profile_name: str, methods: tuple[str, ...] | None = None
         get_method(m)
     epsilons, seeds = epsilons or profile.epsilons, seeds or profile.seeds
     for eps in epsilons:
-        if not (eps > 0 and math.isfinite(eps)):
-            raise ValueError(f"epsilon must be a finite number > 0, got {eps}")
+        check_budget_inputs(eps, profile.delta, 1.0, 1)
 
     started = time.perf_counter()
     search = pd.concat([execute(s, runs_dir, progress) for s in search_specs(task, profile_name, profile, methods)])

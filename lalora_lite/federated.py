@@ -106,13 +106,11 @@ def steps_per_client(cfg: FederatedConfig, num_clients: int) -> int:
 def make_ledgers(cfg: FederatedConfig, client_sizes: Sequence[int]) -> list[PrivacyLedger]:
     """Calibrate one noise multiplier per client (its sample rate ``q_i = min(1, b / n_i)``)."""
     steps = steps_per_client(cfg, len(client_sizes))
-    sigma_by_rate: dict[float, float] = {}
     ledgers = []
-    for n in client_sizes:
+    for n in client_sizes:  # calibrate_noise_multiplier is cached: equal sample rates are computed once
         q = min(1.0, cfg.local.batch_size / n)
-        if q not in sigma_by_rate:
-            sigma_by_rate[q] = calibrate_noise_multiplier(cfg.epsilon, cfg.delta, q, steps, cfg.accountant)
-        ledgers.append(PrivacyLedger(sigma_by_rate[q], q, cfg.epsilon, cfg.delta, cfg.accountant))
+        sigma = calibrate_noise_multiplier(cfg.epsilon, cfg.delta, q, steps, cfg.accountant)
+        ledgers.append(PrivacyLedger(sigma, q, cfg.epsilon, cfg.delta, cfg.accountant))
     return ledgers
 
 

@@ -1,4 +1,3 @@
-import pytest
 import torch
 
 from lalora_lite.privacy import clip_and_sum, noisy_gradient, per_example_norms, poisson_batch
