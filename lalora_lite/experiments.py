@@ -21,6 +21,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from .accounting import check_budget_inputs
 from .federated import FederatedConfig, run_federated, validate
@@ -59,8 +60,29 @@ def federated_config(spec: RunSpec, profile: Profile) -> FederatedConfig:
                            epsilon=spec.epsilon, delta=profile.delta, seed=spec.seed)
 
 
-def execute(spec: RunSpec, runs_dir: Path, progress: bool = True) -> pd.DataFrame:
-    """Run (or resume, or just read back) one run; returns its per-round history with run columns."""
+def resolve_device(name: str) -> torch.device:
+    """``cpu``, ``cuda`` or ``cuda:N``; an unknown or unavailable device is an error (before any work)."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r}; allowed: cpu, cuda, cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"unsupported device {name!r}; allowed: cpu, cuda, cuda:N")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but torch sees no CUDA GPU; use --device cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s) visible")
+    return device
+
+
+def execute(spec: RunSpec, runs_dir: Path, progress: bool = True, device: str = "cpu") -> pd.DataFrame:
+    """Run (or resume, or just read back) one run; returns its per-round history with run columns.
+
+    The model (frozen backbone, LoRA factors, head) lives on ``device``; data stay on the CPU and
+    each batch moves when it is used. All randomness derives from the run's seed; on a GPU the DP noise
+    comes from a CUDA generator seeded from the CPU stream (see :func:`privacy.gaussian_noise`).
+    """
+    target = resolve_device(device)
     profile = get_profile(spec.task, spec.profile)
     out = runs_dir / spec.task / spec.profile
     out.mkdir(parents=True, exist_ok=True)
@@ -70,6 +92,7 @@ def execute(spec: RunSpec, runs_dir: Path, progress: bool = True) -> pd.DataFram
     cfg = federated_config(spec, profile)
     validate(cfg, profile.num_clients)  # before building the task (which may pretrain a backbone)
     task = build_task(spec.task, spec.profile, spec.seed)
+    task.backbone.model.to(target)
     evaluation = task.val if spec.split == "val" else task.test
     start = time.perf_counter()
     history = run_federated(task.backbone, task.clients, evaluation, cfg, checkpoint=out / f"{spec.run_id}.pt",
@@ -103,8 +126,10 @@ def choose(search: pd.DataFrame) -> dict[str, tuple[float, float]]:
 
 def compare(task: str, profile_name: str, methods: tuple[str, ...] | None = None,
             epsilons: tuple[float, ...] | None = None, seeds: tuple[int, ...] | None = None,
-            runs_dir: Path = Path("runs"), results_dir: Path = Path("results"), progress: bool = True) -> pd.DataFrame:
+            runs_dir: Path = Path("runs"), results_dir: Path = Path("results"), progress: bool = True,
+            device: str = "cpu") -> pd.DataFrame:
     """Search, then all final runs; writes the tidy results and returns the final history."""
+    resolve_device(device)
     profile = get_profile(task, profile_name)
     methods = methods or profile.methods
     for m in methods:
@@ -114,7 +139,7 @@ def compare(task: str, profile_name: str, methods: tuple[str, ...] | None = None
         check_budget_inputs(eps, profile.delta, 1.0, 1)
 
     started = time.perf_counter()
-    search = pd.concat([execute(s, runs_dir, progress) for s in search_specs(task, profile_name, profile, methods)])
+    search = pd.concat([execute(s, runs_dir, progress, device) for s in search_specs(task, profile_name, profile, methods)])
     chosen = choose(search)
     finals = []
     for method in methods:
@@ -123,7 +148,7 @@ def compare(task: str, profile_name: str, methods: tuple[str, ...] | None = None
         for eps in budgets:
             for seed in seeds:
                 spec = RunSpec(task, profile_name, method, eps, seed, lr, clip, profile.rounds, "test")
-                finals.append(execute(spec, runs_dir, progress))
+                finals.append(execute(spec, runs_dir, progress, device))
     history = pd.concat(finals, ignore_index=True)
 
     out = results_dir / task / profile_name
@@ -135,12 +160,18 @@ def compare(task: str, profile_name: str, methods: tuple[str, ...] | None = None
         "methods": list(methods), "epsilons": list(epsilons), "seeds": list(seeds),
         "chosen": {m: {"lr": lr, "clip_norm": c} for m, (lr, c) in chosen.items()},
         "versions": {p: version(p) for p in PACKAGES} | {"python": platform.python_version()},
-        "git_commit": _git_commit(), "wall_s_this_invocation": time.perf_counter() - started,
+        "git_commit": _git_commit(), "device": _device_name(device),
+        "wall_s_this_invocation": time.perf_counter() - started,
         "run_wall_s": {"search": float(search.groupby(["method", "lr", "clip_norm"])["run_wall_s"].first().sum()),
                        "final": float(history.groupby(["method", "epsilon_target", "seed"])["run_wall_s"].first().sum())},
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
     return history
+
+
+def _device_name(device: str) -> str:
+    target = resolve_device(device)
+    return torch.cuda.get_device_name(target) if target.type == "cuda" else "cpu"
 
 
 def _git_commit() -> str:

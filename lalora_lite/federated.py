@@ -31,6 +31,7 @@ from .data import Dataset, dataset_size
 from .lora import factor_of, load_lora_state, lora_layers, lora_state, trainable_parameters
 from .methods import get_method
 from .models import Backbone
+from .privacy import SecureRandom
 from .smoothing import MIN_FEATURES
 from .training import OPTIMIZERS, DPNoise, LocalConfig, evaluate, local_update
 
@@ -52,6 +53,7 @@ class FederatedConfig:
     weighted: bool = False  # FedAvg weights: uniform (paper) or by client size
     eval_batch_size: int = 256
     seed: int = 0
+    secure_noise: bool = False  # DP noise and sampling from OS entropy (deployments; not reproducible)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -146,7 +148,19 @@ class Checkpoint:
 
     @classmethod
     def load(cls, path: Path) -> Checkpoint:
-        return cls(**torch.load(path, weights_only=False))
+        """Read a checkpoint of tensors and plain types only (``weights_only=True``: nothing is unpickled
+        that could run code); a foreign or tampered file is a ``ValueError`` naming the file."""
+        try:
+            state = torch.load(path, weights_only=True, map_location="cpu")
+        except Exception as err:  # noqa: BLE001 - every unreadable file gets the same clear message
+            raise ValueError(f"{path} is not a readable lalora_lite checkpoint ({type(err).__name__}: "
+                             f"{str(err).splitlines()[0][:200]}); delete it to start the run afresh") from None
+        fields = {f.name for f in dataclasses.fields(cls)}
+        if not isinstance(state, dict) or set(state) != fields:
+            found = sorted(state) if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"{path} is not a lalora_lite checkpoint: expected the fields {sorted(fields)}, "
+                             f"found {found}")
+        return cls(**state)
 
 
 def _check_smoothable(backbone: Backbone) -> None:
@@ -210,7 +224,8 @@ def run_federated(
             load_lora_state(model, global_state)
             dropout_seed, noise_seed = np.random.SeedSequence([cfg.seed, t, c]).generate_state(2)
             torch.manual_seed(int(dropout_seed))  # LoRA and backbone dropout
-            generator = torch.Generator().manual_seed(int(noise_seed))  # batch sampling and DP noise
+            # batch sampling and DP noise: seeded (reproducible research runs) or from OS entropy
+            generator = SecureRandom() if cfg.secure_noise else torch.Generator().manual_seed(int(noise_seed))
             losses.append(local_update(model, params, clients[c], method, t, steps, cfg.local, dp, generator))
             if ledgers is not None:
                 ledgers[c].spend(steps)

@@ -11,8 +11,10 @@ closed-form contraction (no loop over examples), for a layer input ``x: (R, T, n
 
 ``R`` rows need not be examples: Swin's window attention runs on
 ``(batch * windows, tokens, dim)`` with the windows of one image stored
-contiguously. Rows are therefore folded back to examples
-(``(b, R/b, ...).sum(1)``), so clipping is per *image*, never per window.
+contiguously. Rows are therefore folded back to examples *before* the contraction,
+``(R, T, f) -> (b, (R/b) T, f)``: the sum over windows becomes part of the sum over
+tokens, so clipping is per *image*, never per window, and no per-window gradient
+tensor is ever materialised.
 """
 
 from __future__ import annotations
@@ -28,22 +30,18 @@ from .lora import LoRALinear
 LossFn = Callable[[], torch.Tensor]
 
 
-def fold_rows(per_row: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """Sum contiguous groups of rows that belong to the same example: ``(R, ...) -> (b, ...)``."""
-    rows = per_row.shape[0]
-    if rows == batch_size:
-        return per_row
+def fold_rows(t: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Regroup a layer's rows by example: ``(R, ..., f) -> (b, (R/b) * T, f)``.
+
+    The ``R/b`` contiguous rows of one example (Swin's windows of one image) join its token axis.
+    """
+    rows = t.shape[0]
     if rows % batch_size:
         raise RuntimeError(
             f"a layer saw {rows} rows for a batch of {batch_size} examples; "
             "cannot attribute rows to examples"
         )
-    return per_row.reshape(batch_size, rows // batch_size, *per_row.shape[1:]).sum(1)
-
-
-def _as_3d(t: torch.Tensor) -> torch.Tensor:
-    """``(R, ..., features) -> (R, T, features)``."""
-    return t.reshape(t.shape[0], -1, t.shape[-1])
+    return t.reshape(batch_size, -1, t.shape[-1])
 
 
 class PerExampleGradients:
@@ -61,36 +59,38 @@ class PerExampleGradients:
         self.grads: dict[str, torch.Tensor] = {}
         self._names = {id(p): n for n, p in model.named_parameters()}
 
-    def _store(self, param: nn.Parameter, per_row: torch.Tensor) -> None:
+    def _store(self, param: nn.Parameter, per_example: torch.Tensor) -> None:
         name = self._names[id(param)]
         if name in self.grads:
             raise RuntimeError(f"parameter {name} was used twice in one forward pass; not supported")
-        self.grads[name] = fold_rows(per_row, self.batch_size)
+        self.grads[name] = per_example
 
     def _capture_lora(self, layer: LoRALinear, u: torch.Tensor, h: torch.Tensor, y: torch.Tensor) -> None:
         if not y.requires_grad:
             return
-        u, h = _as_3d(u.detach()), _as_3d(h.detach())
+        b = self.batch_size
+        u, h = fold_rows(u.detach(), b), fold_rows(h.detach(), b)
 
         def on_grad(g: torch.Tensor) -> None:
-            g = _as_3d(g)
+            g = fold_rows(g, b)
             if layer.lora_B.requires_grad:
-                self._store(layer.lora_B, layer.scale * torch.einsum("rtm,rtk->rmk", g, h))
+                self._store(layer.lora_B, torch.bmm(g.transpose(1, 2), h).mul_(layer.scale))  # (b, m, r)
             if layer.lora_A.requires_grad:
-                gb = g @ layer.lora_B.detach()  # (R, T, r)
-                self._store(layer.lora_A, layer.scale * torch.einsum("rtk,rtn->rkn", gb, u))
+                gb = g @ layer.lora_B.detach()  # (b, T, r)
+                self._store(layer.lora_A, torch.bmm(gb.transpose(1, 2), u).mul_(layer.scale))  # (b, r, n)
 
         y.register_hook(on_grad)
 
     def _capture_linear(self, layer: nn.Module, inputs: tuple[torch.Tensor, ...], y: torch.Tensor) -> None:
         if not y.requires_grad:
             return
-        x = _as_3d(inputs[0].detach())
+        b = self.batch_size
+        x = fold_rows(inputs[0].detach(), b)
 
         def on_grad(g: torch.Tensor) -> None:
-            g = _as_3d(g)
+            g = fold_rows(g, b)
             if layer.weight.requires_grad:
-                self._store(layer.weight, torch.einsum("rtm,rtn->rmn", g, x))
+                self._store(layer.weight, torch.bmm(g.transpose(1, 2), x))  # (b, m, n)
             if layer.bias is not None and layer.bias.requires_grad:
                 self._store(layer.bias, g.sum(1))
 

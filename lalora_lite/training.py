@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +27,7 @@ from .lora import factor_of, set_active
 from .methods import Method
 from .models import forward_logits
 from .per_example import per_example_gradients
-from .privacy import noisy_gradient, poisson_batch, shuffled_batch
+from .privacy import RandomSource, noisy_gradient, poisson_batch, shuffled_batch
 from .smoothing import smooth_factor_gradient
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -56,6 +57,15 @@ class DPNoise:
     expected_batch_size: float
 
 
+class Canary(Protocol):
+    """An audit's hook into the DP step (see :mod:`lalora_lite.audit`): it may add a canary example's
+    gradient before clipping and reads the privatised gradient before any post-processing."""
+
+    def add(self, per_example: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]: ...
+
+    def observe(self, noisy: dict[str, torch.Tensor]) -> None: ...
+
+
 def make_optimizer(params: dict[str, nn.Parameter], cfg: LocalConfig) -> torch.optim.Optimizer:
     """SGD or AdamW with one parameter group per learning rate (B may get ``lr * lr_b_multiplier``)."""
     b_params = [p for n, p in params.items() if factor_of(n) == "B"]
@@ -79,12 +89,14 @@ def step_gradient(
     active: Iterable[str],
     batch: Dataset,
     dp: DPNoise | None,
-    generator: torch.Generator,
+    generator: RandomSource,
+    canary: Canary | None = None,
 ) -> tuple[dict[str, torch.Tensor], float]:
     """Gradient of the active parameters on ``batch`` and the batch's mean loss.
 
     With ``dp``: the DP-SGD noisy gradient (released even for an empty batch).
     Without: the mean gradient (no gradient, hence no step, for an empty batch).
+    ``canary`` (audits only, needs ``dp``): adds its example before clipping, observes the release.
     """
     active = list(active)
     b = batch["labels"].shape[0]
@@ -94,19 +106,23 @@ def step_gradient(
         loss = summed_loss(model, batch) / b
         grads = torch.autograd.grad(loss, [params[n] for n in active])
         return dict(zip(active, grads)), loss.item()
-    losses: list[float] = []
+    losses: list[torch.Tensor] = []
 
     def loss_fn() -> torch.Tensor:
         loss = summed_loss(model, batch)
-        losses.append(loss.item() / b)
+        losses.append(loss.detach())  # read after the step: .item() here would stall a GPU mid-step
         return loss
 
     if b == 0:
         per_example = {n: params[n].new_zeros((0, *params[n].shape)) for n in active}
     else:
         per_example = per_example_gradients(model, loss_fn, b)
+    if canary is not None:
+        per_example = canary.add(per_example)
     noisy = noisy_gradient(per_example, dp.clip_norm, dp.noise_multiplier, dp.expected_batch_size, generator)
-    return noisy, losses[0] if losses else float("nan")
+    if canary is not None:
+        canary.observe(noisy)
+    return noisy, losses[0].item() / b if losses else float("nan")
 
 
 def smooth_gradients(grads: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -123,15 +139,19 @@ def local_update(
     steps: int,
     cfg: LocalConfig,
     dp: DPNoise | None,
-    generator: torch.Generator,
+    generator: RandomSource,
     on_step: Callable[[int], None] | None = None,
+    canary: Canary | None = None,
 ) -> float:
     """Run ``steps`` local steps of ``method`` on one client's ``data``; returns the mean training loss.
 
-    ``on_step(k)`` is called after the optimizer step ``k`` (for diagnostics).
+    ``on_step(k)`` is called after the optimizer step ``k`` (for diagnostics); ``canary`` is the
+    privacy audit's hook into every DP step (:class:`lalora_lite.audit.CanaryInUpdate`).
     """
     if method.private != (dp is not None):
         raise ValueError(f"method {method.name!r} is {'' if method.private else 'not '}private; dp={dp}")
+    if canary is not None and dp is None:
+        raise ValueError("a canary audits the DP step: it needs a private method")
     model.train()
     device = next(iter(params.values())).device
     n = dataset_size(data)
@@ -145,7 +165,7 @@ def local_update(
         else:
             idx = shuffled_batch(n, cfg.batch_size, generator)
         batch = to_device(subset(data, idx), device)
-        grads, loss = step_gradient(model, params, active, batch, dp, generator)
+        grads, loss = step_gradient(model, params, active, batch, dp, generator, canary)
         if method.smooth:
             grads = smooth_gradients(grads)
         optimizer.zero_grad(set_to_none=True)

@@ -89,13 +89,14 @@ def test_end_to_end_nonprivate_learns_and_lora_changes(task_factory):
     task = task_factory()
     untrained, _ = evaluate(task.backbone.model, task.test)
     start = lora_state(task.backbone.model, task.backbone.head)
-    cfg = FederatedConfig("fedlora", rounds=4, clients_per_round=2, local=FAST, epsilon=None)
+    # 8 rounds: after 4 the non-IID digits task sat at +22.8 points on one CPU (0.394 vs 0.167), too close to call
+    cfg = FederatedConfig("fedlora", rounds=8, clients_per_round=2, local=FAST, epsilon=None)
     history = run_federated(task.backbone, task.clients, task.test, cfg, progress=False)
     end = lora_state(task.backbone.model, task.backbone.head)
     assert history["accuracy"].iloc[-1] > untrained + 0.25, (untrained, history["accuracy"].tolist())
     for name in start:  # every factor and the head moved (guards the silent no-update failure)
         assert not torch.equal(start[name], end[name]), name
-    assert list(history["round"]) == [1, 2, 3, 4]
+    assert list(history["round"]) == list(range(1, 9))
     assert (history["upload_bytes"] > 0).all()
 
 

@@ -58,8 +58,12 @@ def test_windows_are_folded_into_images(swin, image_batch):
 
 
 def test_fold_rows():
-    per_row = torch.arange(12.0).reshape(6, 2)
-    torch.testing.assert_close(fold_rows(per_row, 3), torch.tensor([[2.0, 4.0], [10.0, 12.0], [18.0, 20.0]]))
+    """The rows of one example (contiguous) join its token axis: (R, T, f) -> (b, R/b * T, f)."""
+    per_row = torch.arange(24.0).reshape(6, 2, 2)  # 6 rows (2 per example), 2 tokens, 2 features
+    folded = fold_rows(per_row, 3)
+    assert folded.shape == (3, 4, 2)
+    torch.testing.assert_close(folded[1], torch.tensor([[8.0, 9.0], [10.0, 11.0], [12.0, 13.0], [14.0, 15.0]]))
+    assert fold_rows(torch.zeros(3, 5), 3).shape == (3, 1, 5)  # a pooled head input: one token per example
     with pytest.raises(RuntimeError, match="cannot attribute"):
         fold_rows(per_row, 4)
 
