@@ -5,6 +5,7 @@
 ``lalora figures``     redraw every figure and table from stored results (no training).
 ``lalora pretrain``    build (and cache) the stand-in backbone and report its transfer quality.
 ``lalora accountant``  noise multiplier for a privacy budget (RDP and PRV).
+``lalora audit``       empirical privacy audit: epsilon lower bounds for our DP step and the authors'.
 
 The profile (smoke | cpu | paper) comes from --profile, else $LALORA_PROFILE, else cpu.
 """
@@ -40,7 +41,7 @@ def cmd_run(args: argparse.Namespace) -> None:
                    args.lr if args.lr is not None else profile.lr_grid[0],
                    args.clip_norm if args.clip_norm is not None else profile.clip_grid[0],
                    args.rounds or profile.rounds, "test")
-    history = execute(spec, Path(args.runs))
+    history = execute(spec, Path(args.runs), device=args.device)
     last = history.iloc[-1]
     print(f"{args.task} [{profile_name}] {args.method}: test accuracy {last['accuracy']:.4f} after "
           f"{int(last['round'])} rounds, epsilon spent {last['epsilon_spent']:.3f}")
@@ -53,7 +54,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
     profile_name = current_profile(args.profile)
     history = compare(args.task, profile_name, tuple(args.methods) if args.methods else None,
                       tuple(args.epsilons) if args.epsilons else None, tuple(args.seeds) if args.seeds else None,
-                      Path(args.runs), Path(args.results))
+                      Path(args.runs), Path(args.results), device=args.device)
     print(summary_markdown(summary(history)))
     for path in redraw(Path(args.results), Path(args.figures)):
         print(f"wrote {path}")
@@ -77,6 +78,21 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
         print(f"{key}: {value}")
 
 
+def cmd_audit(args: argparse.Namespace) -> None:
+    from .audit_run import run_audit
+
+    profile = current_profile(args.profile)
+    tables = run_audit(profile, Path(args.results), Path(args.figures), args.seed)
+    columns = {"step_audit": ["mechanism", "claimed_epsilon", "epsilon_lb_cp", "epsilon_lb_gdp", "mu_estimate",
+                              "claimed_mu", "trials"],
+               "local_update_audit": ["mechanism", "claimed_epsilon", "epsilon_lb_cp", "epsilon_lb_gdp",
+                                      "mu_estimate", "claimed_mu", "trials"],
+               "one_run_audit": ["mechanism", "claimed_epsilon", "canaries", "guesses", "correct", "epsilon_lb"]}
+    for name, table in tables.items():
+        print(f"\n{name} ({profile}):\n{table[columns[name]].round(3).to_string(index=False)}")
+    print(f"\nwrote {Path(args.results) / 'audit' / profile}/*.csv and {Path(args.figures) / f'audit-{profile}.png'}")
+
+
 def _method_name(name: str) -> str:
     if name not in METHODS:
         raise argparse.ArgumentTypeError(f"unknown method {name!r}; allowed: {', '.join(METHODS)}")
@@ -98,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--task", required=True, help="e.g. fmnist-swin, wordnet-minilm, cifar100-swin-b")
         p.add_argument("--profile", choices=PROFILES, help="default: $LALORA_PROFILE or cpu")
         p.add_argument("--runs", default="runs", help="per-run checkpoints and histories (resumable)")
+        p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (the model's device; default cpu)")
 
     run = sub.add_parser("run", help="one federated run on a task")
     common(run)
@@ -123,6 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
     fig.add_argument("--figures", default="figures")
     fig.set_defaults(func=cmd_figures)
 
+    aud = sub.add_parser("audit", help="empirical privacy audit (canary attack -> epsilon lower bounds)")
+    aud.add_argument("--profile", choices=PROFILES, help="smoke (seconds) or cpu (minutes); default: $LALORA_PROFILE or cpu")
+    aud.add_argument("--seed", type=int, default=0)
+    aud.add_argument("--results", default="results")
+    aud.add_argument("--figures", default="figures")
+    aud.set_defaults(func=cmd_audit)
+
     pre = sub.add_parser("pretrain", help="build the cached stand-in backbone and report transfer quality")
     pre.add_argument("--task", default="fmnist-swin", choices=["fmnist-swin"])
     pre.add_argument("--profile", choices=PROFILES)
@@ -133,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    import matplotlib
+
+    matplotlib.use("Agg")  # the command line only writes files; notebooks keep their inline backend
     args = build_parser().parse_args(argv)
     try:
         args.func(args)

@@ -13,11 +13,8 @@ import os
 import textwrap
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
 
 ABLATION = ("dp-lora", "dp-lora+filter", "lalora-nofilter", "lalora")
 
