@@ -160,12 +160,17 @@ def plot_audit(step: pd.DataFrame, path: Path | None = None):
         ax.plot(group["claimed_epsilon"], group["epsilon_lb_gdp"], marker=marker, color=colour, label=f"{name}: GDP bound")
         ax.plot(group["claimed_epsilon"], group["epsilon_lb_cp"], marker=marker, color=colour, ls="--", mfc="none",
                 label=f"{name}: Clopper-Pearson bound")
-    lim = [0.5, 2 * max(step["claimed_epsilon"].max(), step["epsilon_lb_gdp"].max())]
-    ax.plot(lim, lim, color="black", lw=1, label="lower bound = claimed epsilon")
-    ax.set(xscale="log", yscale="symlog", xlabel="claimed epsilon (RDP accountant, delta=1e-5)",
-           ylabel="empirical epsilon lower bound (95%)",
+    claimed = [0.8 * step["claimed_epsilon"].min(), 1.25 * step["claimed_epsilon"].max()]
+    ax.plot(claimed, claimed, color="black", lw=1, label="lower bound = claimed epsilon")
+    ax.set_xscale("log")
+    ax.set_yscale("symlog", linthresh=1.0)  # linear below 1 (bounds of 0 stay visible), log above
+    ax.set(xlim=claimed, ylim=(0, 2 * step["epsilon_lb_gdp"].max()),
+           xlabel="claimed epsilon (RDP accountant, delta=1e-5)", ylabel="empirical epsilon lower bound (95%)",
            title=f"Privacy audit of one DP step ({int(step['trials'].iloc[0])} trials per point)")
-    ax.legend(fontsize=7)
+    ticks = sorted(step["claimed_epsilon"].unique())
+    ax.set_xticks(ticks, [f"{t:.3g}" for t in ticks])
+    ax.xaxis.set_minor_locator(plt.NullLocator())
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     if path is not None:
         fig.savefig(path, dpi=120, bbox_inches="tight")
     return fig
