@@ -20,6 +20,7 @@ import torch
 from .accounting import calibrate_noise_multiplier
 from .audit import (
     DiracCanary,
+    Mechanism,
     audit_local_update,
     audit_mechanism,
     background_gradients,
@@ -29,7 +30,6 @@ from .audit import (
     summarise,
 )
 from .authors_mechanism import authors_noisy_gradient, epsilon_actually_bought
-from .privacy import noisy_gradient
 
 DELTA = 1e-5
 CLIP = 1.0
@@ -54,6 +54,15 @@ AUDIT_PROFILES = {
 }
 
 
+LABELS = {"ours": "ours (per-example clipping)", "authors": "authors (batch-mean clipping)"}
+
+
+def mechanisms(sigma: float) -> dict[str, Mechanism]:
+    """The two audited mechanisms at the same noise multiplier: ours and the authors' (NOT private)."""
+    return {"ours": dp_sgd_mechanism(CLIP, sigma, BATCH),
+            "authors": lambda per_example, generator: authors_noisy_gradient(per_example, sigma, generator)}
+
+
 def step_audits(profile: AuditProfile, seed: int = 0) -> pd.DataFrame:
     """One DP step: ours (``privacy.noisy_gradient``) and the authors' mechanism, per claimed epsilon."""
     canary = DiracCanary({"t0": 3}, magnitude=100 * CLIP)
@@ -62,13 +71,11 @@ def step_audits(profile: AuditProfile, seed: int = 0) -> pd.DataFrame:
     for eps in profile.epsilons:
         sigma = calibrate_noise_multiplier(eps, DELTA, 1.0, 1)
         claimed, mu = claim(sigma, 1, DELTA)
-        mechanisms = {"ours (per-example clipping)": dp_sgd_mechanism(CLIP, sigma, BATCH),
-                      "authors (batch-mean clipping)": lambda pe, g, s=sigma: authors_noisy_gradient(pe, s, g)}
-        for name, mechanism in mechanisms.items():
+        for name, mechanism in mechanisms(sigma).items():
             scores_in, scores_out = audit_mechanism(mechanism, background, canary, profile.step_trials, seed)
-            row = summarise(name, scores_in, scores_out, claimed, mu, DELTA).to_dict()
+            row = summarise(LABELS[name], scores_in, scores_out, claimed, mu, DELTA).to_dict()
             row["sigma"] = sigma
-            if name.startswith("authors"):
+            if name == "authors":
                 row["epsilon_its_sigma_buys"] = epsilon_actually_bought(sigma, BATCH, TENSORS, 1.0, 1, DELTA)
             rows.append(row)
     return pd.DataFrame(rows)
@@ -88,7 +95,7 @@ def update_audits(profile: AuditProfile, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def one_run_audit(canaries: int, guesses: int, sigma: float, mechanism: str, seed: int = 0) -> dict:
+def one_run_audit(canaries: int, guesses: int, mechanism: Mechanism, seed: int = 0) -> dict:
     """Steinke et al.'s audit in ONE step: ``canaries`` Dirac canaries on distinct coordinates, each
     included with probability 1/2; guess "in" for the top ``guesses/2`` scores and "out" for the bottom."""
     rng = np.random.default_rng(seed)
@@ -103,15 +110,11 @@ def one_run_audit(canaries: int, guesses: int, sigma: float, mechanism: str, see
         canary = torch.zeros(size)
         canary[j] = 100 * CLIP
         examples.append(canary)
-    per_example = {"w": torch.stack(examples)}
-    if mechanism == "ours":
-        update = noisy_gradient(per_example, CLIP, sigma, BATCH, generator)["w"]
-    else:
-        update = authors_noisy_gradient(per_example, sigma, generator)["w"]
+    update = mechanism({"w": torch.stack(examples)}, generator)["w"]
     order = np.argsort(update[:canaries].numpy())
     half = guesses // 2
     correct = int(included[order[-half:]].sum() + (~included[order[:half]]).sum())
-    return {"mechanism": mechanism, "canaries": canaries, "guesses": 2 * half, "correct": correct,
+    return {"canaries": canaries, "guesses": 2 * half, "correct": correct,
             "epsilon_lb": one_run_epsilon_lower_bound(canaries, 2 * half, correct, DELTA, 0.05)}
 
 
@@ -119,9 +122,10 @@ def one_run_audits(profile: AuditProfile, seed: int = 0) -> pd.DataFrame:
     rows = []
     for eps in profile.epsilons:
         sigma = calibrate_noise_multiplier(eps, DELTA, 1.0, 1)
-        for mechanism in ("ours", "authors"):
-            row = one_run_audit(profile.one_run_canaries, profile.one_run_guesses, sigma, mechanism, seed)
-            rows.append({**row, "claimed_epsilon": claim(sigma, 1, DELTA)[0], "sigma": sigma})
+        claimed, _ = claim(sigma, 1, DELTA)
+        for name, mechanism in mechanisms(sigma).items():
+            row = one_run_audit(profile.one_run_canaries, profile.one_run_guesses, mechanism, seed)
+            rows.append({"mechanism": name, **row, "claimed_epsilon": claimed, "sigma": sigma})
     return pd.DataFrame(rows)
 
 

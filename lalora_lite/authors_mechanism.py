@@ -30,7 +30,6 @@ import torch
 from .accounting import epsilon_for
 
 MAX_CLIP = 0.4
-NOT_PRIVATE = "authors' mechanism (NOT private: batch-mean clipping, data-dependent C, no accountant)"
 
 
 def authors_noisy_gradient(per_example: dict[str, torch.Tensor], noise_multiplier: float,

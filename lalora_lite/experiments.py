@@ -129,7 +129,7 @@ def compare(task: str, profile_name: str, methods: tuple[str, ...] | None = None
             runs_dir: Path = Path("runs"), results_dir: Path = Path("results"), progress: bool = True,
             device: str = "cpu") -> pd.DataFrame:
     """Search, then all final runs; writes the tidy results and returns the final history."""
-    resolve_device(device)
+    target = resolve_device(device)
     profile = get_profile(task, profile_name)
     methods = methods or profile.methods
     for m in methods:
@@ -160,18 +160,13 @@ def compare(task: str, profile_name: str, methods: tuple[str, ...] | None = None
         "methods": list(methods), "epsilons": list(epsilons), "seeds": list(seeds),
         "chosen": {m: {"lr": lr, "clip_norm": c} for m, (lr, c) in chosen.items()},
         "versions": {p: version(p) for p in PACKAGES} | {"python": platform.python_version()},
-        "git_commit": _git_commit(), "device": _device_name(device),
+        "git_commit": _git_commit(), "device": torch.cuda.get_device_name(target) if target.type == "cuda" else "cpu",
         "wall_s_this_invocation": time.perf_counter() - started,
         "run_wall_s": {"search": float(search.groupby(["method", "lr", "clip_norm"])["run_wall_s"].first().sum()),
                        "final": float(history.groupby(["method", "epsilon_target", "seed"])["run_wall_s"].first().sum())},
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
     return history
-
-
-def _device_name(device: str) -> str:
-    target = resolve_device(device)
-    return torch.cuda.get_device_name(target) if target.type == "cuda" else "cpu"
 
 
 def _git_commit() -> str:
