@@ -58,6 +58,11 @@ class FederatedConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, values: dict) -> FederatedConfig:
+        """Inverse of :meth:`to_dict` (how a Flower client learns the run's config from the server)."""
+        return cls(**{**values, "local": LocalConfig(**values["local"])})
+
 
 def validate(cfg: FederatedConfig, num_clients: int) -> None:
     """Raise ``ValueError`` naming the first bad setting, before any work is done."""
@@ -105,15 +110,74 @@ def steps_per_client(cfg: FederatedConfig, num_clients: int) -> int:
     return rounds * cfg.local.local_steps
 
 
+def client_ledger(cfg: FederatedConfig, size: int, num_clients: int) -> PrivacyLedger:
+    """A fresh ledger for a client holding ``size`` examples: its sample rate ``q = min(1, b / n)``
+    and the noise multiplier that spends exactly ``cfg.epsilon`` over :func:`steps_per_client` steps."""
+    q = min(1.0, cfg.local.batch_size / size)
+    sigma = calibrate_noise_multiplier(cfg.epsilon, cfg.delta, q, steps_per_client(cfg, num_clients), cfg.accountant)
+    return PrivacyLedger(sigma, q, cfg.epsilon, cfg.delta, cfg.accountant)
+
+
 def make_ledgers(cfg: FederatedConfig, client_sizes: Sequence[int]) -> list[PrivacyLedger]:
-    """Calibrate one noise multiplier per client (its sample rate ``q_i = min(1, b / n_i)``)."""
-    steps = steps_per_client(cfg, len(client_sizes))
-    ledgers = []
-    for n in client_sizes:  # calibrate_noise_multiplier is cached: equal sample rates are computed once
-        q = min(1.0, cfg.local.batch_size / n)
-        sigma = calibrate_noise_multiplier(cfg.epsilon, cfg.delta, q, steps, cfg.accountant)
-        ledgers.append(PrivacyLedger(sigma, q, cfg.epsilon, cfg.delta, cfg.accountant))
-    return ledgers
+    """One ledger per client (calibration is cached: equal sample rates are computed once)."""
+    return [client_ledger(cfg, n, len(client_sizes)) for n in client_sizes]
+
+
+def sample_clients(seed: int, round_index: int, num_clients: int, k: int) -> list[int]:
+    """The ``k`` clients of round ``round_index`` (0-based), in increasing order.
+
+    A pure function of ``(seed, round)``: it consumes no global random stream, so the
+    simulator and the Flower server (:mod:`lalora_lite.flower`) pick the same clients.
+    """
+    chosen = np.random.default_rng([seed, round_index]).choice(num_clients, k, replace=False)
+    return sorted(int(i) for i in chosen)
+
+
+@dataclass
+class ClientResult:
+    """What one client sends back after a round: its upload, mean loss and the steps it took."""
+
+    upload: dict[str, torch.Tensor]
+    loss: float
+    steps: int
+
+
+def train_client(
+    model: torch.nn.Module,
+    params: dict[str, torch.nn.Parameter],
+    head: Sequence[str],
+    data: Dataset,
+    cfg: FederatedConfig,
+    round_index: int,
+    client: int,
+    ledger: PrivacyLedger | None,
+) -> ClientResult:
+    """One client's round, identical in the simulator and in a Flower ClientApp.
+
+    ``model`` must already hold the global state. The client trains the steps its ledger can
+    afford (none once its budget is spent: it then uploads nothing), with dropout, batch
+    sampling and noise seeded from ``(seed, round, client)`` (or OS entropy with
+    ``secure_noise``), records them in the ledger and uploads the factors its method shares
+    plus the head.
+    """
+    method = get_method(cfg.method)
+    steps, dp = cfg.local.local_steps, None
+    if ledger is not None:
+        steps = ledger.affordable_steps(steps)
+        q = ledger.sample_rate
+        dp = DPNoise(ledger.noise_multiplier, q, cfg.local.clip_norm, q * dataset_size(data))
+    if steps == 0:
+        return ClientResult({}, math.nan, 0)  # budget spent: the client sits this round out
+    dropout_seed, noise_seed = np.random.SeedSequence([cfg.seed, round_index, client]).generate_state(2)
+    torch.manual_seed(int(dropout_seed))  # LoRA and backbone dropout
+    # batch sampling and DP noise: seeded (reproducible research runs) or from OS entropy
+    generator = SecureRandom() if cfg.secure_noise else torch.Generator().manual_seed(int(noise_seed))
+    loss = local_update(model, params, data, method, round_index, steps, cfg.local, dp, generator)
+    if ledger is not None:
+        ledger.spend(steps)
+    shared = method.uploads(round_index, cfg.local.local_steps)
+    state = lora_state(model, head)
+    return ClientResult({n: v for n, v in state.items() if factor_of(n) in shared or factor_of(n) is None}, loss, steps)
 
 
 def fedavg(states: Sequence[dict[str, torch.Tensor]], weights: Sequence[float]) -> dict[str, torch.Tensor]:
@@ -129,6 +193,42 @@ def fedavg(states: Sequence[dict[str, torch.Tensor]], weights: Sequence[float]) 
 
 def upload_bytes(state: dict[str, torch.Tensor]) -> int:
     return sum(t.numel() * t.element_size() for t in state.values())
+
+
+def aggregate(
+    global_state: dict[str, torch.Tensor], results: Sequence[ClientResult], weights: Sequence[float]
+) -> dict[str, torch.Tensor]:
+    """The next global state: FedAvg of the uploads (in the given client order), the rest kept."""
+    uploads = [r.upload for r in results if r.steps > 0]
+    if not uploads:
+        return global_state
+    return {**global_state, **fedavg(uploads, [w for r, w in zip(results, weights) if r.steps > 0])}
+
+
+def round_row(
+    cfg: FederatedConfig,
+    round_index: int,
+    evaluation: tuple[float, float],
+    results: Sequence[ClientResult],
+    epsilon_spent: float,
+    wall_s: float,
+) -> dict:
+    """One history row (the simulator and the Flower server write the same columns)."""
+    trained = [r for r in results if r.steps > 0]
+    return {
+        "round": round_index + 1,
+        "method": cfg.method,
+        "epsilon_target": cfg.epsilon if cfg.epsilon is not None else math.inf,
+        "seed": cfg.seed,
+        "accuracy": evaluation[0],
+        "loss": evaluation[1],
+        "train_loss": float(np.nanmean([r.loss for r in trained])) if trained else math.nan,
+        "epsilon_spent": epsilon_spent,
+        "clients": len(trained),
+        "local_steps": sum(r.steps for r in trained),
+        "upload_bytes": sum(upload_bytes(r.upload) for r in trained),
+        "wall_s": wall_s,
+    }
 
 
 @dataclass
@@ -161,6 +261,17 @@ class Checkpoint:
             raise ValueError(f"{path} is not a lalora_lite checkpoint: expected the fields {sorted(fields)}, "
                              f"found {found}")
         return cls(**state)
+
+    @classmethod
+    def resume(cls, path: Path | None, cfg: FederatedConfig) -> Checkpoint | None:
+        """The checkpoint at ``path`` if there is one (it must have been made with ``cfg``), else ``None``."""
+        if path is None or not path.exists():
+            return None
+        ckpt = cls.load(path)
+        if ckpt.config != cfg.to_dict():
+            changed = sorted(k for k in cfg.to_dict() if ckpt.config.get(k) != cfg.to_dict()[k])
+            raise ValueError(f"checkpoint {path} was made with a different config (differs in: {changed})")
+        return ckpt
 
 
 def _check_smoothable(backbone: Backbone) -> None:
@@ -197,11 +308,7 @@ def run_federated(
 
     path = Path(checkpoint) if checkpoint is not None else None
     start, history, global_state = 0, [], lora_state(model, head)
-    if path is not None and path.exists():
-        ckpt = Checkpoint.load(path)
-        if ckpt.config != cfg.to_dict():
-            changed = sorted(k for k in cfg.to_dict() if ckpt.config.get(k) != cfg.to_dict()[k])
-            raise ValueError(f"checkpoint {path} was made with a different config (differs in: {changed})")
+    if (ckpt := Checkpoint.resume(path, cfg)) is not None:
         start, history, global_state = ckpt.round, ckpt.history, ckpt.global_state
         if ledgers is not None:
             ledgers = [PrivacyLedger.from_state_dict(s) for s in ckpt.ledgers]
@@ -209,50 +316,17 @@ def run_federated(
     bar = tqdm(range(start, cfg.rounds), initial=start, total=cfg.rounds, desc=cfg.method, disable=not progress)
     for t in bar:
         t0 = time.perf_counter()
-        chosen = np.random.default_rng([cfg.seed, t]).choice(len(clients), cfg.clients_per_round, replace=False)
-        uploads, weights, losses, steps_taken = [], [], [], 0
-        shared = method.uploads(t, cfg.local.local_steps)
-        for c in sorted(int(i) for i in chosen):
-            steps = cfg.local.local_steps
-            dp = None
-            if ledgers is not None:
-                steps = ledgers[c].affordable_steps(steps)
-                q = ledgers[c].sample_rate
-                dp = DPNoise(ledgers[c].noise_multiplier, q, cfg.local.clip_norm, q * sizes[c])
-            if steps == 0:
-                continue  # budget spent: the client sits this round out
+        results, weights = [], []
+        for c in sample_clients(cfg.seed, t, len(clients), cfg.clients_per_round):
             load_lora_state(model, global_state)
-            dropout_seed, noise_seed = np.random.SeedSequence([cfg.seed, t, c]).generate_state(2)
-            torch.manual_seed(int(dropout_seed))  # LoRA and backbone dropout
-            # batch sampling and DP noise: seeded (reproducible research runs) or from OS entropy
-            generator = SecureRandom() if cfg.secure_noise else torch.Generator().manual_seed(int(noise_seed))
-            losses.append(local_update(model, params, clients[c], method, t, steps, cfg.local, dp, generator))
-            if ledgers is not None:
-                ledgers[c].spend(steps)
-            steps_taken += steps
-            state = lora_state(model, head)
-            uploads.append({n: v for n, v in state.items() if factor_of(n) in shared or factor_of(n) is None})
+            results.append(train_client(model, params, head, clients[c], cfg, t, c, ledgers[c] if ledgers else None))
             weights.append(sizes[c] if cfg.weighted else 1.0)
-        if uploads:
-            global_state = {**global_state, **fedavg(uploads, weights)}
+        global_state = aggregate(global_state, results, weights)
         load_lora_state(model, global_state)
-        accuracy, loss = evaluate(model, test, cfg.eval_batch_size)
-        row = {
-            "round": t + 1,
-            "method": cfg.method,
-            "epsilon_target": cfg.epsilon if cfg.epsilon is not None else math.inf,
-            "seed": cfg.seed,
-            "accuracy": accuracy,
-            "loss": loss,
-            "train_loss": float(np.nanmean(losses)) if losses else math.nan,
-            "epsilon_spent": max(l.epsilon for l in ledgers) if ledgers is not None else math.inf,
-            "clients": len(uploads),
-            "local_steps": steps_taken,
-            "upload_bytes": sum(upload_bytes(u) for u in uploads),
-            "wall_s": time.perf_counter() - t0,
-        }
+        epsilon = max(l.epsilon for l in ledgers) if ledgers is not None else math.inf
+        row = round_row(cfg, t, evaluate(model, test, cfg.eval_batch_size), results, epsilon, time.perf_counter() - t0)
         history.append(row)
-        bar.set_postfix(acc=f"{accuracy:.3f}", eps=f"{row['epsilon_spent']:.2f}")
+        bar.set_postfix(acc=f"{row['accuracy']:.3f}", eps=f"{row['epsilon_spent']:.2f}")
         if path is not None:
             Checkpoint(
                 cfg.to_dict(), t + 1, global_state,

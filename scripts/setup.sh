@@ -2,7 +2,8 @@
 # Set up everything lalora-lite needs, idempotently:
 #   1. the offline data packages (Debian: dataset-fashion-mnist, wordnet-base) where apt-get works;
 #   2. a virtual environment .venv with the pinned requirements and the package itself.
-# Usage: bash scripts/setup.sh        (PYTHON=python3.11 to choose the interpreter)
+# Usage: bash scripts/setup.sh        (PYTHON=python3.11 to choose the interpreter;
+#        LALORA_EXTRAS=flower to add the optional Flower scale-out, as the tests do)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,4 +34,9 @@ fi
 echo "setup: installing pinned requirements (first time: a few minutes)"
 .venv/bin/python -m pip install -q -r requirements.txt
 .venv/bin/python -m pip install -q --no-deps -e .
+if [ -n "${LALORA_EXTRAS:-}" ]; then
+  # optional extras resolve against the exact pins (requirements.txt as constraints)
+  echo "setup: installing the optional extras [$LALORA_EXTRAS]"
+  .venv/bin/python -m pip install -q -c requirements.txt -e ".[$LALORA_EXTRAS]"
+fi
 echo "setup: done. Activate with 'source .venv/bin/activate' or call .venv/bin/lalora"

@@ -1,0 +1,1 @@
+"""The lalora-lite Flower App: see apps.py."""
