@@ -71,6 +71,23 @@ def test_flower_simulation_is_bit_identical_to_run_federated(tmp_path):
     assert [r["clients"] for r in flower.history] == [r["clients"] for r in local.history]
 
 
+def test_flower_simulation_of_the_non_private_method_matches_too(tmp_path):
+    """fedlora: no ledger, no noise; the same uploads, order and averaging."""
+    from flwr.simulation import run_simulation
+
+    cfg = FederatedConfig("fedlora", rounds=2, clients_per_round=2, epsilon=None,
+                          local=LocalConfig(local_steps=3, batch_size=16, lr=0.1))
+    run_simulation(make_server_app(ServerSetup(tiny_task, cfg, tmp_path / "flower.pt")),
+                   make_client_app(tiny_task, num_threads=torch.get_num_threads()), num_supernodes=4,
+                   backend_config={"client_resources": {"num_cpus": 2, "num_gpus": 0.0}})
+    task = tiny_task()
+    run_federated(task.backbone, task.clients, task.test, cfg, checkpoint=tmp_path / "local.pt", progress=False)
+    flower, local = Checkpoint.load(tmp_path / "flower.pt"), Checkpoint.load(tmp_path / "local.pt")
+    assert flower.ledgers == local.ledgers == []
+    assert all(torch.equal(flower.global_state[n], v) for n, v in local.global_state.items())
+    assert [r["accuracy"] for r in flower.history] == [r["accuracy"] for r in local.history]
+
+
 def test_client_state_takes_the_most_spent_copy(tmp_path):
     cfg = FederatedConfig("lalora", rounds=4, clients_per_round=2, epsilon=3.0,
                           local=LocalConfig(local_steps=3, batch_size=16))
