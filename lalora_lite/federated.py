@@ -114,7 +114,8 @@ def client_ledger(cfg: FederatedConfig, size: int, num_clients: int) -> PrivacyL
     """A fresh ledger for a client holding ``size`` examples: its sample rate ``q = min(1, b / n)``
     and the noise multiplier that spends exactly ``cfg.epsilon`` over :func:`steps_per_client` steps."""
     q = min(1.0, cfg.local.batch_size / size)
-    sigma = calibrate_noise_multiplier(cfg.epsilon, cfg.delta, q, steps_per_client(cfg, num_clients), cfg.accountant)
+    steps = steps_per_client(cfg, num_clients)
+    sigma = calibrate_noise_multiplier(cfg.epsilon, cfg.delta, q, steps, cfg.accountant)
     return PrivacyLedger(sigma, q, cfg.epsilon, cfg.delta, cfg.accountant)
 
 
@@ -274,6 +275,40 @@ class Checkpoint:
         return ckpt
 
 
+@dataclass
+class ServerState:
+    """What the server holds between rounds: the next round's index, the global LoRA state, every
+    client's ledger (``None`` for a non-private method) and the history so far. The simulator and the
+    Flower server both keep one and save it as a :class:`Checkpoint` after every round."""
+
+    cfg: FederatedConfig
+    round: int
+    global_state: dict[str, torch.Tensor]
+    ledgers: list[PrivacyLedger] | None
+    history: list[dict]
+
+    @classmethod
+    def start(cls, cfg: FederatedConfig, global_state: dict[str, torch.Tensor], client_sizes: Sequence[int],
+              checkpoint: Path | None) -> ServerState:
+        """Fresh ledgers and ``global_state`` at round 0, or the state saved in ``checkpoint``."""
+        ledgers = make_ledgers(cfg, client_sizes) if get_method(cfg.method).private else None
+        state = cls(cfg, 0, global_state, ledgers, [])
+        if (ckpt := Checkpoint.resume(checkpoint, cfg)) is not None:
+            state.round, state.history, state.global_state = ckpt.round, ckpt.history, ckpt.global_state
+            if ledgers is not None:
+                state.ledgers = [PrivacyLedger.from_state_dict(s) for s in ckpt.ledgers]
+        return state
+
+    @property
+    def epsilon_spent(self) -> float:
+        """The largest epsilon any client has spent (``inf`` without DP)."""
+        return max(l.epsilon for l in self.ledgers) if self.ledgers is not None else math.inf
+
+    def save(self, path: Path) -> None:
+        ledgers = [l.state_dict() for l in self.ledgers] if self.ledgers is not None else []
+        Checkpoint(self.cfg.to_dict(), self.round, self.global_state, ledgers, self.history).save(path)
+
+
 def _check_smoothable(backbone: Backbone) -> None:
     for name, layer in lora_layers(backbone.model).items():
         if min(layer.in_features, layer.out_features) < MIN_FEATURES:
@@ -304,35 +339,29 @@ def run_federated(
         _check_smoothable(backbone)
     sizes = [dataset_size(c) for c in clients]
     params = trainable_parameters(model, head)
-    ledgers = make_ledgers(cfg, sizes) if method.private else None
-
     path = Path(checkpoint) if checkpoint is not None else None
-    start, history, global_state = 0, [], lora_state(model, head)
-    if (ckpt := Checkpoint.resume(path, cfg)) is not None:
-        start, history, global_state = ckpt.round, ckpt.history, ckpt.global_state
-        if ledgers is not None:
-            ledgers = [PrivacyLedger.from_state_dict(s) for s in ckpt.ledgers]
+    server = ServerState.start(cfg, lora_state(model, head), sizes, path)
 
-    bar = tqdm(range(start, cfg.rounds), initial=start, total=cfg.rounds, desc=cfg.method, disable=not progress)
+    bar = tqdm(range(server.round, cfg.rounds), initial=server.round, total=cfg.rounds, desc=cfg.method,
+               disable=not progress)
     for t in bar:
         t0 = time.perf_counter()
         results, weights = [], []
         for c in sample_clients(cfg.seed, t, len(clients), cfg.clients_per_round):
-            load_lora_state(model, global_state)
-            results.append(train_client(model, params, head, clients[c], cfg, t, c, ledgers[c] if ledgers else None))
+            load_lora_state(model, server.global_state)
+            ledger = server.ledgers[c] if server.ledgers is not None else None
+            results.append(train_client(model, params, head, clients[c], cfg, t, c, ledger))
             weights.append(sizes[c] if cfg.weighted else 1.0)
-        global_state = aggregate(global_state, results, weights)
-        load_lora_state(model, global_state)
-        epsilon = max(l.epsilon for l in ledgers) if ledgers is not None else math.inf
-        row = round_row(cfg, t, evaluate(model, test, cfg.eval_batch_size), results, epsilon, time.perf_counter() - t0)
-        history.append(row)
+        server.global_state = aggregate(server.global_state, results, weights)
+        load_lora_state(model, server.global_state)
+        row = round_row(cfg, t, evaluate(model, test, cfg.eval_batch_size), results, server.epsilon_spent,
+                        time.perf_counter() - t0)
+        server.history.append(row)
+        server.round = t + 1
         bar.set_postfix(acc=f"{row['accuracy']:.3f}", eps=f"{row['epsilon_spent']:.2f}")
         if path is not None:
-            Checkpoint(
-                cfg.to_dict(), t + 1, global_state,
-                [l.state_dict() for l in ledgers] if ledgers is not None else [], history,
-            ).save(path)
+            server.save(path)
         if on_round_end is not None:
             on_round_end(row)
-    load_lora_state(model, global_state)
-    return pd.DataFrame(history)
+    load_lora_state(model, server.global_state)
+    return pd.DataFrame(server.history)

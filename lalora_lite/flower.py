@@ -49,9 +49,9 @@ from flwr.serverapp.strategy import FedAvg
 from .accounting import PrivacyLedger
 from .data import dataset_size
 from .federated import (
-    Checkpoint,
     ClientResult,
     FederatedConfig,
+    ServerState,
     aggregate,
     client_ledger,
     round_row,
@@ -210,15 +210,9 @@ class SeededFedAvg(FedAvg):
         validate(cfg, num_clients)
         self.task, self.cfg, self.path = task, cfg, checkpoint
         self.num_clients, self.reply_timeout, self.retries = num_clients, reply_timeout, retries
-        model, head = task.backbone.model, task.backbone.head
         self.sizes = [dataset_size(c) for c in task.clients]
-        self.ledgers = ([client_ledger(cfg, n, num_clients) for n in self.sizes]
-                        if get_method(cfg.method).private else None)
-        self.round, self.history, self.global_state = 0, [], lora_state(model, head)
-        if (ckpt := Checkpoint.resume(checkpoint, cfg)) is not None:
-            self.round, self.history, self.global_state = ckpt.round, ckpt.history, ckpt.global_state
-            if self.ledgers is not None:
-                self.ledgers = [PrivacyLedger.from_state_dict(s) for s in ckpt.ledgers]
+        self.state = ServerState.start(cfg, lora_state(task.backbone.model, task.backbone.head), self.sizes,
+                                       checkpoint)
         self._grid: Grid | None = None
         self._nodes: dict[int, int] = {}
         self._results: list[ClientResult] = []
@@ -249,62 +243,60 @@ class SeededFedAvg(FedAvg):
 
     def _train_messages(self, grid: Grid, clients: list[int], ask: bool = False) -> list[Message]:
         nodes = self._partitions(grid, ask)
-        arrays = ArrayRecord(self.global_state)
+        state = self.state
+        arrays = ArrayRecord(state.global_state)
         return [Message(RecordDict({"arrays": arrays, "config": ConfigRecord({
-            "fed-config": json.dumps(self.cfg.to_dict()), "round-index": self.round, "partition-id": c,
-            "num-clients": self.num_clients, "ledger-steps": self.ledgers[c].steps if self.ledgers else 0,
+            "fed-config": json.dumps(self.cfg.to_dict()), "round-index": state.round, "partition-id": c,
+            "num-clients": self.num_clients, "ledger-steps": state.ledgers[c].steps if state.ledgers else 0,
         })}), dst_node_id=nodes[c], message_type=MessageType.TRAIN) for c in clients]
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                         grid: Grid) -> list[Message]:
         self._grid, self._started = grid, time.perf_counter()
-        return self._train_messages(grid, sample_clients(self.cfg.seed, self.round, self.num_clients,
+        return self._train_messages(grid, sample_clients(self.cfg.seed, self.state.round, self.num_clients,
                                                          self.cfg.clients_per_round))
 
     def aggregate_train(self, server_round: int, replies) -> tuple[ArrayRecord, MetricRecord]:
-        chosen = sample_clients(self.cfg.seed, self.round, self.num_clients, self.cfg.clients_per_round)
+        chosen = sample_clients(self.cfg.seed, self.state.round, self.num_clients, self.cfg.clients_per_round)
         by_client: dict[int, Message] = {}
         for attempt in range(self.retries + 1):
             for reply in replies:
                 if reply.has_error():
-                    log.warning("round %d: error from node %d: %s", self.round + 1, reply.metadata.src_node_id,
-                                reply.error.reason)
+                    log.warning("round %d: error from node %d: %s", self.state.round + 1,
+                                reply.metadata.src_node_id, reply.error.reason)
                 else:
                     by_client[int(reply.content["metrics"]["partition-id"])] = reply
             missing = [c for c in chosen if c not in by_client]
             if not missing or attempt == self.retries:
                 break
-            log.warning("round %d: no reply from clients %s; asking again", self.round + 1, missing)
+            log.warning("round %d: no reply from clients %s; asking again", self.state.round + 1, missing)
             replies = self._grid.send_and_receive(self._train_messages(self._grid, missing, ask=True),
                                                   timeout=self.reply_timeout)
         results, weights = [], []
         for c in sorted(by_client):
             metrics = by_client[c].content["metrics"]
-            if self.ledgers is not None:  # the client's own count is authoritative (never lower than ours)
-                self.ledgers[c].steps = max(self.ledgers[c].steps, int(metrics["ledger-steps"]))
+            if self.state.ledgers is not None:  # the client's own count is authoritative (never lower than ours)
+                self.state.ledgers[c].steps = max(self.state.ledgers[c].steps, int(metrics["ledger-steps"]))
             upload = by_client[c].content["arrays"].to_torch_state_dict()
             results.append(ClientResult(dict(upload), float(metrics["train-loss"]), int(metrics["steps"])))
             weights.append(self.sizes[c] if self.cfg.weighted else 1.0)
         self._results = results
-        self.global_state = aggregate(self.global_state, results, weights)
-        return ArrayRecord(self.global_state), MetricRecord({"clients": len(results)})
+        self.state.global_state = aggregate(self.state.global_state, results, weights)
+        return ArrayRecord(self.state.global_state), MetricRecord({"clients": len(results)})
 
     def evaluate_round(self, server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
         """Central evaluation after a round (``evaluate_fn``); writes the history row and the checkpoint."""
         if server_round == 0:
             return None  # Flower also asks before round 1; the simulator does not evaluate then
-        model = self.task.backbone.model
-        load_lora_state(model, self.global_state)
-        epsilon = max(l.epsilon for l in self.ledgers) if self.ledgers is not None else math.inf
-        row = round_row(self.cfg, self.round, evaluate(model, self.task.test, self.cfg.eval_batch_size),
-                        self._results, epsilon, time.perf_counter() - self._started)
-        self.history.append(row)
-        self.round += 1
+        state, model = self.state, self.task.backbone.model
+        load_lora_state(model, state.global_state)
+        row = round_row(self.cfg, state.round, evaluate(model, self.task.test, self.cfg.eval_batch_size),
+                        self._results, state.epsilon_spent, time.perf_counter() - self._started)
+        state.history.append(row)
+        state.round += 1
         if self.path is not None:
-            Checkpoint(self.cfg.to_dict(), self.round, self.global_state,
-                       [l.state_dict() for l in self.ledgers] if self.ledgers is not None else [],
-                       self.history).save(self.path)
-        return MetricRecord({"accuracy": row["accuracy"], "loss": row["loss"], "epsilon": epsilon})
+            state.save(self.path)
+        return MetricRecord({"accuracy": row["accuracy"], "loss": row["loss"], "epsilon": row["epsilon_spent"]})
 
 
 @dataclass(frozen=True)
@@ -331,9 +323,9 @@ def make_server_app(setup: ServerSetup | Callable[[Context], ServerSetup]) -> Se
         if s.threads:
             torch.set_num_threads(s.threads)
         strategy = SeededFedAvg(s.load_task(context), s.config, s.checkpoint, s.reply_timeout)
-        remaining = s.config.rounds - strategy.round
+        remaining = s.config.rounds - strategy.state.round
         if remaining > 0:
-            strategy.start(grid, ArrayRecord(strategy.global_state), num_rounds=remaining,
+            strategy.start(grid, ArrayRecord(strategy.state.global_state), num_rounds=remaining,
                            timeout=s.reply_timeout, evaluate_fn=strategy.evaluate_round)
 
     return app
