@@ -221,18 +221,28 @@ class SeededFedAvg(FedAvg):
     # which node holds which partition
     def _partitions(self, grid: Grid, ask: bool = False) -> dict[int, int]:
         """``{partition: node id}``; nodes are asked again when the set of online nodes changed (a node
-        restarted under a new id) or ``ask`` is set (a reply was missing). Waits for every partition."""
+        restarted under a new id) or ``ask`` is set (a reply was missing).
+
+        Each online node gets one query (a node that comes online while we wait gets one too) and the
+        replies are collected until every partition answered or ``reply_timeout`` passed. A query is
+        never resent: each one starts a ClientApp process on its node, so resending to slow nodes
+        would only add load (on a busy machine one answer can take tens of seconds)."""
+        nodes = set(grid.get_node_ids())
+        if not ask and nodes == set(self._nodes.values()):
+            return self._nodes
         deadline = time.monotonic() + self.reply_timeout
+        asked: set[int] = set()
+        pending: set[str] = set()
+        found: dict[int, int] = {}
         while True:
-            nodes = set(grid.get_node_ids())
-            if not ask and nodes == set(self._nodes.values()):
-                return self._nodes
-            found: dict[int, int] = {}
-            if len(nodes) >= self.num_clients:
-                queries = [Message(RecordDict(), dst_node_id=n, message_type=MessageType.QUERY) for n in nodes]
-                for reply in grid.send_and_receive(queries, timeout=min(30.0, self.reply_timeout)):
-                    if not reply.has_error():
-                        found[int(reply.content["metrics"]["partition-id"])] = reply.metadata.src_node_id
+            new = nodes - asked
+            pending |= set(grid.push_messages(
+                [Message(RecordDict(), dst_node_id=n, message_type=MessageType.QUERY) for n in sorted(new)]))
+            asked |= new
+            for reply in grid.pull_messages(pending):
+                pending.discard(reply.metadata.reply_to_message_id)
+                if not reply.has_error():
+                    found[int(reply.content["metrics"]["partition-id"])] = reply.metadata.src_node_id
             if set(found) >= set(range(self.num_clients)):
                 self._nodes = found
                 return found
@@ -240,6 +250,7 @@ class SeededFedAvg(FedAvg):
                 raise RuntimeError(f"partitions {sorted(set(range(self.num_clients)) - set(found))} did not "
                                    f"answer within {self.reply_timeout:g} s ({len(nodes)} nodes online)")
             time.sleep(1.0)
+            nodes = set(grid.get_node_ids())
 
     def _train_messages(self, grid: Grid, clients: list[int], ask: bool = False) -> list[Message]:
         nodes = self._partitions(grid, ask)

@@ -125,7 +125,9 @@ def test_loopback_deployment_survives_a_supernode_restart(tmp_path):
     out = subprocess.run([sys.executable, str(ROOT / "scripts/flower_loopback.py"), "--workdir", str(tmp_path),
                           "--timeout", "540"], capture_output=True, text=True, timeout=600)
     report = json.loads((tmp_path / "report.json").read_text()) if (tmp_path / "report.json").exists() else {}
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    server_log = tmp_path / "serverapp.log"
+    server_tail = server_log.read_text()[-3000:] if server_log.exists() else "(no ServerApp log)"
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:] + "\nServerApp log:\n" + server_tail
     assert report["ledger_steps_before_kill"] > 0
     assert report["ledger_steps_after_run"] > report["ledger_steps_before_kill"]  # continued, not reset
     assert report["tensors_identical"] and report["ledgers_identical"] and report["accuracy_identical"]
