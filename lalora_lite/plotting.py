@@ -16,6 +16,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from .style import color, style
+
 ABLATION = ("dp-lora", "dp-lora+filter", "lalora-nofilter", "lalora")
 
 
@@ -71,10 +73,10 @@ def plot_accuracy_vs_epsilon(table: pd.DataFrame, title: str, path: Path) -> Non
         private = rows[~rows["epsilon"].apply(math.isinf)]
         if private.empty:  # the non-private reference: a horizontal band
             r = rows.iloc[0]
-            ax.axhline(100 * r["mean"], color="black", ls="--", lw=1, label=f"{method} (no DP)")
+            ax.axhline(100 * r["mean"], lw=1, label=f"{method} (no DP)", **style(method))
             continue
         ax.errorbar(private["epsilon"], 100 * private["mean"], yerr=100 * private["std"].fillna(0), marker="o",
-                    capsize=3, label=method)
+                    capsize=3, label=method, **style(method))
     _finish_accuracy_plot(fig, ax, "epsilon (delta = 1e-5)", title, path)
 
 
@@ -84,9 +86,9 @@ def plot_curves(history: pd.DataFrame, epsilon: float, title: str, path: Path) -
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for method, rows in history[keep].groupby("method", sort=False):
         stats = rows.groupby("round")["accuracy"].agg(["mean", "std"]).fillna(0)
-        ax.plot(stats.index, 100 * stats["mean"], label=method, ls="--" if method == "fedlora" else "-")
+        ax.plot(stats.index, 100 * stats["mean"], label=method, **style(method))
         ax.fill_between(stats.index, 100 * (stats["mean"] - stats["std"]), 100 * (stats["mean"] + stats["std"]),
-                        alpha=0.15)
+                        alpha=0.15, color=color(method))
     _finish_accuracy_plot(fig, ax, "round", title, path)
 
 

@@ -110,18 +110,33 @@ def _fmnist_backbone(seed: int) -> Backbone:
     return with_preprocessing(net, 32, FMNIST_MEAN, FMNIST_STD)
 
 
-def pretrained_fmnist_swin(steps: int) -> Backbone:
-    """The stand-in backbone after non-private pretraining on the public classes, cached on disk."""
-    path = cache_dir() / f"fmnist-swin-public-{steps}steps.pt"
+SHIPPED_WEIGHTS = Path(__file__).resolve().parent / "weights"  # built by pretrain_fmnist_swin, shipped with the package
+
+
+def pretrain_fmnist_swin(steps: int) -> Backbone:
+    """Pretrain the stand-in backbone on the public classes 0-4 (non-private, seed 0, batch 64, lr 2e-3).
+
+    Deterministic for a given torch build and thread count; the 1,500-step result ships with the
+    package (``lalora_lite/weights``) so that a fresh Colab runtime does not spend minutes on it."""
     backbone = _fmnist_backbone(seed=0)
-    if path.exists():
-        backbone.model.load_state_dict(torch.load(path, weights_only=True))
-        return backbone
     images, labels = load_fashion_mnist("train")
     public = labels < FMNIST_PUBLIC
     data = {"pixel_values": torch.from_numpy(images[public]).unsqueeze(1), "labels": torch.from_numpy(labels[public])}
     pretrain(backbone.model, data, steps, batch_size=64, lr=2e-3, seed=0)
-    torch.save(backbone.model.state_dict(), path)
+    return backbone
+
+
+def pretrained_fmnist_swin(steps: int) -> Backbone:
+    """The pretrained stand-in backbone: the shipped weights if there are some for ``steps``, else
+    built once and cached in :func:`cache_dir`."""
+    name = f"fmnist-swin-public-{steps}steps.pt"
+    path = next((p for p in (SHIPPED_WEIGHTS / name, cache_dir() / name) if p.exists()), None)
+    if path is None:
+        backbone = pretrain_fmnist_swin(steps)
+        torch.save(backbone.model.state_dict(), cache_dir() / name)
+        return backbone
+    backbone = _fmnist_backbone(seed=0)
+    backbone.model.load_state_dict(torch.load(path, weights_only=True))
     return backbone
 
 

@@ -1,5 +1,7 @@
 """The install files agree with each other and the command line works."""
 
+import importlib.util
+import os
 import re
 import subprocess
 import sys
@@ -54,3 +56,74 @@ def test_cli_errors_are_clear():
     out = run_cli("figures", "--results", "/nonexistent")
     assert out.returncode == 2 and "no results found" in out.stderr
     assert run_cli("--help").returncode == 0
+
+
+def _set_repository():
+    spec = importlib.util.spec_from_file_location("set_repository", ROOT / "scripts" / "set_repository.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_badge_and_colab_cell_uses_the_one_repository_address():
+    tool = _set_repository()
+    url = tool.repository()
+    assert url.startswith("https://github.com/") and "OWNER" not in url
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "set_repository.py"), "--check"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    stale = "[![Colab](b.svg)](https://colab.research.google.com/github/OWNER/lalora-lite/blob/main/notebooks/00_x.ipynb)"
+    assert tool.rewrite_badges(stale, url) == f"[![Colab](b.svg)]({tool.badge_url(url, '00_x.ipynb')})"
+    assert tool.rewrite_badges("git clone https://github.com/OWNER/lalora-lite.git", url) == f"git clone {url}.git"
+    for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        text = notebook.read_text()
+        assert "OWNER" not in text and tool.badge_url(url, notebook.name) in text
+        assert "pip install -q -e" not in text  # an editable install is not importable in a running kernel
+
+
+def test_colab_cell_installs_an_importable_package_into_a_running_kernel(tmp_path):
+    """The notebooks' Colab cell, run the way Colab runs it: a fresh interpreter that already has torch and
+    the other libraries (here: this venv's site-packages on its path) but not lalora_lite. After the cell,
+    the *same* process imports the installed package, sits in notebooks/ and finds the shipped backbone."""
+    import nbformat
+
+    tool = _set_repository()
+    cell = next(c.source for c in nbformat.read(ROOT / "notebooks" / "00_primer.ipynb", 4).cells
+                if tool.COLAB_MARKER in c.source)
+    venv = tmp_path / "kernel"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    kernel = venv / "bin" / "python"
+    site = subprocess.run([str(kernel), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    # like Colab's preinstalled stack: this venv's packages (pip, torch, ...) on the path, but a path
+    # entry's own .pth files are not run, so this checkout's editable lalora_lite is not importable
+    Path(site, "colab_stack.pth").write_text(next(p for p in sys.path if p.endswith("site-packages")) + "\n")
+    content = tmp_path / "content"
+    content.mkdir()
+    cell = cell.replace("/content", str(content)).replace(tool.repository(), str(ROOT))
+    program = f"""
+import os, sys, types
+sys.path = [p for p in sys.path if os.path.abspath(p or '.') != {str(ROOT)!r}]
+try:
+    import lalora_lite
+    raise SystemExit("lalora_lite importable before the cell ran")
+except ImportError:
+    pass
+sys.modules["google.colab"] = types.ModuleType("google.colab")
+exec(compile({cell!r}, "colab-cell", "exec"))
+import lalora_lite
+from lalora_lite.tasks import SHIPPED_WEIGHTS, cache_dir, pretrained_fmnist_swin
+print("FILE", lalora_lite.__file__)
+print("CWD", os.getcwd())
+pretrained_fmnist_swin(1500)
+print("CACHE", sorted(os.listdir(cache_dir())))
+"""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["LALORA_CACHE"] = str(tmp_path / "cache")
+    out = subprocess.run([str(kernel), "-c", program], capture_output=True, text=True, cwd=tmp_path, env=env,
+                         timeout=600)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    installed = Path(re.search(r"FILE (.+)", out.stdout)[1])
+    assert installed.is_relative_to(venv) and not installed.is_relative_to(ROOT)  # a real install, not the checkout
+    assert re.search(r"CWD (.+)", out.stdout)[1] == str(content / "lalora-lite" / "notebooks")
+    assert "CACHE []" in out.stdout  # the shipped weights were used: nothing pretrained, nothing cached

@@ -1,0 +1,37 @@
+"""One look for every figure: a fixed colour and line style per method.
+
+Every plot in the package, the notebooks and the benchmarks draws a method with
+``METHOD_STYLE[method]`` (``color`` and ``ls``), so LA-LoRA is the same colour in all figures.
+Colours are the colour-blind-safe Okabe-Ito palette; the non-private reference is black and
+dashed, the ablation variants share their parent's colour with a dotted line.
+"""
+
+from __future__ import annotations
+
+from .methods import METHODS
+
+METHOD_STYLE: dict[str, dict[str, str]] = {
+    "fedlora": {"color": "#000000", "ls": "--"},  # no DP: the reference
+    "dp-lora": {"color": "#0072B2", "ls": "-"},  # blue
+    "dp-lora+filter": {"color": "#0072B2", "ls": ":"},
+    "ffa-lora": {"color": "#E69F00", "ls": "-"},  # orange
+    "rolora": {"color": "#009E73", "ls": "-"},  # green
+    "lalora": {"color": "#D55E00", "ls": "-"},  # vermilion
+    "lalora-nofilter": {"color": "#D55E00", "ls": ":"},
+}
+assert set(METHOD_STYLE) == set(METHODS), "every method needs a style"
+
+CHANCE_STYLE = {"color": "grey", "ls": "-.", "lw": 1}
+
+
+def color(method: str) -> str:
+    """The method's colour (a ValueError names the allowed methods)."""
+    return style(method)["color"]
+
+
+def style(method: str) -> dict[str, str]:
+    """``{"color": ..., "ls": ...}`` for ``method``, to splat into a matplotlib call."""
+    try:
+        return METHOD_STYLE[method]
+    except KeyError:
+        raise ValueError(f"no style for method {method!r}; known: {', '.join(METHOD_STYLE)}") from None
