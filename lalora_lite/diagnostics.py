@@ -9,7 +9,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -110,6 +111,50 @@ def noise_terms(A: torch.Tensor, B: torch.Tensor, tau: float, scale: float, samp
     }
 
 
+def accumulated_noise(A: torch.Tensor, B: torch.Tensor, tau: float, scale: float,
+                      active: Callable[[int, int], frozenset[str]], local_steps: int, rounds: int = 1,
+                      clients: int = 1, samples: int = 32, generator: torch.Generator | None = None
+                      ) -> dict[str, float]:
+    """Noise reaching ``W`` after whole rounds of pure-noise federated training of one LoRA layer.
+
+    The gradient signal is set to zero so that only noise moves the factors: at local step ``k`` of
+    round ``t`` every client adds ``N(0, tau^2)`` entries to the factors ``active(t, k)`` names
+    ("A", "B"); after each round the server averages the ``clients`` clients' factors (FedAvg).
+    With ``dA = A_end - A``, ``dB = B_end - B`` (``A: (r, n)``, ``B: (m, r)``) it returns RMS Frobenius
+    norms over ``samples`` draws of ``linear = s (dB A + B dA)`` and ``product = s dB dA``, and the
+    closed forms: entries of ``dA`` have variance ``v_A = tau^2 sum_t k_A(t) / clients`` (``k_A(t)``:
+    steps of round t that move A), likewise ``v_B``; ``E||linear||^2 = s^2 (v_B m ||A||^2 + v_A n ||B||^2)``,
+    ``E||product||^2 = s^2 v_A v_B m n r``. A per-step alternating schedule has a zero product *per
+    step*, but not per round: B carries the noise of the round's earlier B-steps into the A-steps.
+    """
+    r, n = A.shape
+    m = B.shape[0]
+    dA, dB = torch.zeros(samples, r, n), torch.zeros(samples, m, r)
+    steps_a = steps_b = 0
+    for t in range(rounds):
+        round_a, round_b = torch.zeros(samples, r, n), torch.zeros(samples, m, r)
+        for _ in range(clients):
+            for k in range(local_steps):
+                factors = active(t, k)
+                if "A" in factors:
+                    round_a += tau * torch.randn(samples, r, n, generator=generator)
+                if "B" in factors:
+                    round_b += tau * torch.randn(samples, m, r, generator=generator)
+        steps_a += sum("A" in active(t, k) for k in range(local_steps))
+        steps_b += sum("B" in active(t, k) for k in range(local_steps))
+        dA += round_a / clients  # FedAvg: every client started from the same global factors
+        dB += round_b / clients
+    linear = scale * (dB @ A + B @ dA)
+    product = scale * dB @ dA
+    v_a, v_b = tau**2 * steps_a / clients, tau**2 * steps_b / clients
+    return {
+        "linear": linear.pow(2).sum((1, 2)).mean().sqrt().item(),
+        "product": product.pow(2).sum((1, 2)).mean().sqrt().item(),
+        "linear_expected": scale * math.sqrt(v_b * m * A.pow(2).sum().item() + v_a * n * B.pow(2).sum().item()),
+        "product_expected": scale * math.sqrt(v_a * v_b * m * n * r),
+    }
+
+
 # --- sharpness ------------------------------------------------------------------------------
 
 LossOnBatches = Callable[[], torch.Tensor]
@@ -173,6 +218,28 @@ def top_hessian_eigenvalue(loss: LossOnBatches, params: Sequence[torch.Tensor], 
     shifted = lambda v: [h - dominant * x for h, x in zip(hvp(v), v)]  # noqa: E731
     gap, converged_shift, more = _power_iteration(shifted, shapes, iters, tol, generator)
     return gap + dominant, converged and converged_shift, estimates + [m + dominant for m in more]
+
+
+@contextmanager
+def merged_space(model: nn.Module, head: Sequence[str]) -> Iterator[list[torch.Tensor]]:
+    """The coordinates of the merged space: each adapted layer's base weight ``W0`` and the head.
+
+    The loss depends on ``W0`` and ``s B A`` only through ``W = W0 + s B A``, so derivatives (and
+    Hessians) with respect to ``W0`` *are* those with respect to the merged ``W``: unlike the factor
+    space, they do not change when ``B -> cB, A -> A/c`` rescales the factors. The base weights are
+    differentiable inside the ``with`` block only.
+    """
+    heads = tuple(head)
+    bases = [layer.base.weight for layer in lora_layers(model).values()]
+    head_params = [p for n, p in model.named_parameters() if any(n.startswith(h + ".") for h in heads)]
+    before = [w.requires_grad for w in bases + head_params]
+    for w in bases + head_params:
+        w.requires_grad_(True)
+    try:
+        yield bases + head_params
+    finally:
+        for w, flag in zip(bases + head_params, before):
+            w.requires_grad_(flag)
 
 
 def hessian_trace(loss: LossOnBatches, params: Sequence[torch.Tensor], samples: int = 20,

@@ -323,6 +323,7 @@ def run_federated(
     checkpoint: str | Path | None = None,
     progress: bool = True,
     on_round_end: Callable[[dict], None] | None = None,
+    on_client_end: Callable[[int, int, dict[str, torch.Tensor], ClientResult], None] | None = None,
 ) -> pd.DataFrame:
     """Simulate federated LoRA fine-tuning; returns the per-round history (one row per round).
 
@@ -351,6 +352,8 @@ def run_federated(
             load_lora_state(model, server.global_state)
             ledger = server.ledgers[c] if server.ledgers is not None else None
             results.append(train_client(model, params, head, clients[c], cfg, t, c, ledger))
+            if on_client_end is not None:  # (round, client, global state the client started from, its result)
+                on_client_end(t, c, server.global_state, results[-1])
             weights.append(sizes[c] if cfg.weighted else 1.0)
         server.global_state = aggregate(server.global_state, results, weights)
         load_lora_state(model, server.global_state)

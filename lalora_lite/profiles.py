@@ -19,11 +19,12 @@ PROFILES = ("smoke", "cpu", "paper")
 ALL_METHODS = tuple(METHODS)
 
 
-def current_profile(name: str | None = None) -> str:
-    """The profile asked for, else ``$LALORA_PROFILE``, else ``cpu``; unknown names raise."""
+def current_profile(name: str | None = None, allowed: tuple[str, ...] = PROFILES) -> str:
+    """The profile asked for, else ``$LALORA_PROFILE``, else ``cpu``; a name outside ``allowed`` raises
+    (a notebook that has no paper-scale setting passes ``allowed=("smoke", "cpu")``)."""
     profile = name or os.environ.get("LALORA_PROFILE", "cpu")
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; allowed: {', '.join(PROFILES)}")
+    if profile not in allowed:
+        raise ValueError(f"profile {profile!r} is not offered here; allowed: {', '.join(allowed)}")
     return profile
 
 

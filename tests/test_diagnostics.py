@@ -111,3 +111,51 @@ def test_alignment_and_aggregation_gap(swin):
     deltas = [dg.delta_w(s, zero, swin.model) for s in (state, state)]
     assert dg.pairwise_cosine(deltas) == pytest.approx(1.0)
     assert dg.pairwise_cosine([deltas[0], {k: -v for k, v in deltas[0].items()}]) == pytest.approx(-1.0)
+
+
+def test_accumulated_noise_matches_its_closed_forms_and_alternation_keeps_a_product_per_round():
+    from lalora_lite.diagnostics import accumulated_noise
+    from lalora_lite.methods import get_method
+
+    g = torch.Generator().manual_seed(0)
+    A, B = torch.randn(4, 12, generator=g), 0.1 * torch.randn(10, 4, generator=g)
+    for method in ("dp-lora", "lalora"):
+        out = accumulated_noise(A, B, 0.05, 2.0, get_method(method).active, local_steps=6, rounds=3, clients=2,
+                                samples=4000, generator=g)
+        assert abs(out["linear"] / out["linear_expected"] - 1) < 0.05
+        assert abs(out["product"] / out["product_expected"] - 1) < 0.05
+    lalora = accumulated_noise(A, B, 0.05, 2.0, get_method("lalora").active, 6, samples=10, generator=g)
+    one_step = accumulated_noise(A, B, 0.05, 2.0, get_method("lalora").active, 1, samples=10, generator=g)
+    assert lalora["product"] > 0 and one_step["product"] == 0.0  # per step zero, per round not
+
+
+def test_merged_space_eigenvalue_ignores_how_the_product_is_split():
+    """Rescaling B -> cB, A -> A/c leaves W and the merged-space Hessian unchanged (factor space changes)."""
+    from torch import nn
+
+    from lalora_lite.diagnostics import merged_space, top_hessian_eigenvalue
+    from lalora_lite.lora import LoRALinear, lora_layers
+
+    torch.manual_seed(0)
+    model = nn.Sequential(LoRALinear(nn.Linear(6, 5), rank=2, alpha=4), nn.Tanh(), nn.Linear(5, 3))
+    with torch.no_grad():
+        model[0].lora_B.normal_()
+    x, y = torch.randn(16, 6), torch.randn(16, 3)
+    loss = lambda: ((model(x) - y) ** 2).mean()  # noqa: E731
+
+    def eigenvalues():
+        factors = [model[0].lora_A, model[0].lora_B]
+        factor_eig = top_hessian_eigenvalue(loss, factors, 200, 1e-6, torch.Generator().manual_seed(1))[0]
+        with merged_space(model, ("2",)) as params:
+            assert len(params) == 3  # W0 of the one adapted layer + the head's weight and bias
+            merged_eig = top_hessian_eigenvalue(loss, params, 200, 1e-6, torch.Generator().manual_seed(1))[0]
+        return factor_eig, merged_eig
+
+    factor_before, merged_before = eigenvalues()
+    with torch.no_grad():
+        model[0].lora_B.mul_(10.0)
+        model[0].lora_A.div_(10.0)
+    factor_after, merged_after = eigenvalues()
+    assert abs(merged_after / merged_before - 1) < 1e-3
+    assert abs(factor_after / factor_before - 1) > 0.5
+    assert not any(layer.base.weight.requires_grad for layer in lora_layers(model).values())

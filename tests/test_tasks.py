@@ -98,3 +98,23 @@ def test_paper_glue_task_on_a_local_stand_in(tmp_path):
     assert len(lora_layers(task.backbone.model)) == 3
     history = one_private_step(task)
     assert history["epsilon_spent"].iloc[0] > 0
+
+
+def test_shipped_backbone_is_what_pretraining_rebuilds():
+    """The 1,500-step stand-in backbone in lalora_lite/weights equals a fresh pretraining run (~2 min on
+    2 cores). Same torch build and thread count give the same bits; the tolerance only allows for another
+    CPU's float summation order."""
+    from lalora_lite.tasks import SHIPPED_WEIGHTS, pretrain_fmnist_swin, pretrained_fmnist_swin
+
+    shipped = torch.load(SHIPPED_WEIGHTS / "fmnist-swin-public-1500steps.pt", weights_only=True)
+    loaded = pretrained_fmnist_swin(1500).model.state_dict()
+    assert all(torch.equal(loaded[k], shipped[k]) for k in shipped)  # the loader uses the shipped file
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # the thread count the shipped file was built with
+    try:
+        rebuilt = pretrain_fmnist_swin(1500).model.state_dict()
+    finally:
+        torch.set_num_threads(threads)
+    assert set(rebuilt) == set(shipped)
+    for name, tensor in shipped.items():
+        torch.testing.assert_close(rebuilt[name], tensor, rtol=1e-4, atol=1e-5, msg=lambda m: f"{name}: {m}")
