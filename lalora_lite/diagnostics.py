@@ -182,8 +182,13 @@ def hessian_vector_product(loss: LossOnBatches, params: Sequence[torch.Tensor], 
 
 
 def _power_iteration(hvp: Callable[[list[torch.Tensor]], list[torch.Tensor]], shapes: list[torch.Size], iters: int,
-                     tol: float, generator: torch.Generator | None) -> tuple[float, bool, list[float]]:
-    """Dominant (largest-magnitude) eigenvalue of the linear map ``hvp`` by power iteration."""
+                     tol: float, generator: torch.Generator | None, min_iters: int = 10
+                     ) -> tuple[float, bool, list[float]]:
+    """Dominant (largest-magnitude) eigenvalue of the linear map ``hvp`` by power iteration.
+
+    Convergence (two successive Rayleigh quotients within ``tol``, relative) is accepted only after
+    ``min_iters`` products: in a space of ~1e5 dimensions a random start has a tiny overlap with the
+    top eigenvector, and the first quotients can agree with each other while far below the answer."""
     v = [torch.randn(s, generator=generator) for s in shapes]
     norm = math.sqrt(sum((x * x).sum().item() for x in v))
     v = [x / norm for x in v]
@@ -195,13 +200,14 @@ def _power_iteration(hvp: Callable[[list[torch.Tensor]], list[torch.Tensor]], sh
         if norm == 0:
             return 0.0, True, estimates
         v = [h / norm for h in hv]
-        if len(estimates) > 1 and abs(estimates[-1] - estimates[-2]) <= tol * abs(estimates[-1]):
+        if len(estimates) >= max(2, min_iters) and abs(estimates[-1] - estimates[-2]) <= tol * abs(estimates[-1]):
             return estimates[-1], True, estimates
     return estimates[-1], False, estimates
 
 
 def top_hessian_eigenvalue(loss: LossOnBatches, params: Sequence[torch.Tensor], iters: int = 50, tol: float = 1e-3,
-                           generator: torch.Generator | None = None) -> tuple[float, bool, list[float]]:
+                           generator: torch.Generator | None = None, min_iters: int = 10
+                           ) -> tuple[float, bool, list[float]]:
     """Largest (most positive) Hessian eigenvalue by power iteration on Hessian-vector products.
 
     Power iteration finds the eigenvalue of largest magnitude ``l1``. If ``l1 < 0`` it is run again
@@ -212,11 +218,11 @@ def top_hessian_eigenvalue(loss: LossOnBatches, params: Sequence[torch.Tensor], 
     params = list(params)
     shapes = [p.shape for p in params]
     hvp = lambda v: hessian_vector_product(loss, params, v)  # noqa: E731
-    dominant, converged, estimates = _power_iteration(hvp, shapes, iters, tol, generator)
+    dominant, converged, estimates = _power_iteration(hvp, shapes, iters, tol, generator, min_iters)
     if dominant >= 0:
         return dominant, converged, estimates
     shifted = lambda v: [h - dominant * x for h, x in zip(hvp(v), v)]  # noqa: E731
-    gap, converged_shift, more = _power_iteration(shifted, shapes, iters, tol, generator)
+    gap, converged_shift, more = _power_iteration(shifted, shapes, iters, tol, generator, min_iters)
     return gap + dominant, converged and converged_shift, estimates + [m + dominant for m in more]
 
 

@@ -75,6 +75,14 @@ def test_top_eigenvalue_and_trace_of_a_known_quadratic():
     z, close_eigenvalues = quadratic([1.0, 0.999])
     _, converged, _ = dg.top_hessian_eigenvalue(close_eigenvalues, [z], iters=2, tol=1e-12)
     assert not converged  # too few iterations is reported, not hidden
+    # a big space with one sharp direction: the first two quotients agree within a loose tol far below the top
+    w, flat_but_one = quadratic([10.0] + [1.0] * 10_000)
+    early, converged_early, _ = dg.top_hessian_eigenvalue(flat_but_one, [w], iters=50, tol=0.1,
+                                                          generator=torch.Generator().manual_seed(0), min_iters=2)
+    assert converged_early and early < 2.0  # what a two-quotient criterion accepts
+    value, converged, history = dg.top_hessian_eigenvalue(flat_but_one, [w], iters=50, tol=0.1,
+                                                          generator=torch.Generator().manual_seed(0))
+    assert converged and len(history) >= 10 and value == pytest.approx(10.0, rel=0.01)
 
 
 def test_filter_normalised_direction_rows():
