@@ -22,16 +22,21 @@ METHOD_STYLE: dict[str, dict[str, str]] = {
 assert set(METHOD_STYLE) == set(METHODS), "every method needs a style"
 
 CHANCE_STYLE = {"color": "grey", "ls": "-.", "lw": 1}
+OTHER_STYLE = {"color": "#CC79A7", "ls": "-."}  # a method registered by the user (e.g. in an exercise)
 
 
 def color(method: str) -> str:
-    """The method's colour (a ValueError names the allowed methods)."""
+    """The method's colour (see :func:`style`)."""
     return style(method)["color"]
 
 
 def style(method: str) -> dict[str, str]:
-    """``{"color": ..., "ls": ...}`` for ``method``, to splat into a matplotlib call."""
-    try:
+    """``{"color": ..., "ls": ...}`` for ``method``, to splat into a matplotlib call.
+
+    A method registered in ``lalora_lite.methods.METHODS`` after import (a user's own schedule) gets
+    ``OTHER_STYLE``; a name that is not a method at all is a ValueError listing the known ones."""
+    if method in METHOD_STYLE:
         return METHOD_STYLE[method]
-    except KeyError:
-        raise ValueError(f"no style for method {method!r}; known: {', '.join(METHOD_STYLE)}") from None
+    if method in METHODS:
+        return OTHER_STYLE
+    raise ValueError(f"no style for method {method!r}; known: {', '.join(METHODS)}")
