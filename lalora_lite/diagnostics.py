@@ -132,16 +132,16 @@ def accumulated_noise(A: torch.Tensor, B: torch.Tensor, tau: float, scale: float
     dA, dB = torch.zeros(samples, r, n), torch.zeros(samples, m, r)
     steps_a = steps_b = 0
     for t in range(rounds):
+        schedule = [active(t, k) for k in range(local_steps)]
         round_a, round_b = torch.zeros(samples, r, n), torch.zeros(samples, m, r)
         for _ in range(clients):
-            for k in range(local_steps):
-                factors = active(t, k)
+            for factors in schedule:
                 if "A" in factors:
                     round_a += tau * torch.randn(samples, r, n, generator=generator)
                 if "B" in factors:
                     round_b += tau * torch.randn(samples, m, r, generator=generator)
-        steps_a += sum("A" in active(t, k) for k in range(local_steps))
-        steps_b += sum("B" in active(t, k) for k in range(local_steps))
+        steps_a += sum("A" in factors for factors in schedule)
+        steps_b += sum("B" in factors for factors in schedule)
         dA += round_a / clients  # FedAvg: every client started from the same global factors
         dB += round_b / clients
     linear = scale * (dB @ A + B @ dA)
@@ -226,6 +226,12 @@ def top_hessian_eigenvalue(loss: LossOnBatches, params: Sequence[torch.Tensor], 
     return gap + dominant, converged and converged_shift, estimates + [m + dominant for m in more]
 
 
+def _head_parameters(model: nn.Module, head: Sequence[str]) -> list[torch.Tensor]:
+    """The parameters of the head modules (names under any of the ``head`` prefixes)."""
+    heads = tuple(head)
+    return [p for n, p in model.named_parameters() if any(n.startswith(h + ".") for h in heads)]
+
+
 @contextmanager
 def merged_space(model: nn.Module, head: Sequence[str]) -> Iterator[list[torch.Tensor]]:
     """The coordinates of the merged space: each adapted layer's base weight ``W0`` and the head.
@@ -235,9 +241,8 @@ def merged_space(model: nn.Module, head: Sequence[str]) -> Iterator[list[torch.T
     space, they do not change when ``B -> cB, A -> A/c`` rescales the factors. The base weights are
     differentiable inside the ``with`` block only.
     """
-    heads = tuple(head)
     bases = [layer.base.weight for layer in lora_layers(model).values()]
-    head_params = [p for n, p in model.named_parameters() if any(n.startswith(h + ".") for h in heads)]
+    head_params = _head_parameters(model, head)
     before = [w.requires_grad for w in bases + head_params]
     for w in bases + head_params:
         w.requires_grad_(True)
@@ -288,8 +293,7 @@ def landscape_weights(model: nn.Module, head: Sequence[str], merged: bool = Fals
     weight of each adapted layer (so ``W = W0 + s B A`` moves as a whole; references: the merged
     ``W``) and the head.
     """
-    heads = tuple(head)
-    head_params = [p for n, p in model.named_parameters() if any(n.startswith(h + ".") for h in heads)]
+    head_params = _head_parameters(model, head)
     if not merged:
         factors = [p for n, p in model.named_parameters() if n.endswith((".lora_A", ".lora_B"))]
         return factors + head_params, factors + head_params
