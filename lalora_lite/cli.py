@@ -49,12 +49,13 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 def cmd_compare(args: argparse.Namespace) -> None:
     from .experiments import compare
-    from .plotting import redraw, summary, summary_markdown
+    from .plotting import redraw, summary_markdown
+    from .stats import summary
 
     profile_name = current_profile(args.profile)
     history = compare(args.task, profile_name, tuple(args.methods) if args.methods else None,
                       tuple(args.epsilons) if args.epsilons else None, tuple(args.seeds) if args.seeds else None,
-                      Path(args.runs), Path(args.results), device=args.device)
+                      Path(args.runs), Path(args.results), device=args.device, workers=args.workers)
     print(summary_markdown(summary(history)))
     for path in redraw(Path(args.results), Path(args.figures)):
         print(f"wrote {path}")
@@ -131,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--methods", nargs="+", type=_method_name, help="default: the profile's")
     cmp.add_argument("--epsilons", nargs="+", type=float, help="default: the profile's")
     cmp.add_argument("--seeds", nargs="+", type=int, help="default: the profile's")
+    cmp.add_argument("--workers", type=int, help="parallel run processes (default: one per core; 1 on a GPU)")
     cmp.add_argument("--results", default="results")
     cmp.add_argument("--figures", default="figures")
     cmp.set_defaults(func=cmd_compare)

@@ -1,36 +1,52 @@
 """The main job: a fair comparison of all methods x privacy budgets x seeds on one task.
 
-1. **Search** (validation split, seed 0, ``profile.search_rounds`` rounds, epsilon =
-   ``profile.search_epsilon``): every method gets the same grid of learning rates x clip
-   norms; the setting with the best final validation accuracy is kept for that method.
-2. **Final runs** (test split): every method x epsilon x seed with its chosen setting.
+1. **Search** (:mod:`lalora_lite.search`; validation split, seed ``profile.seeds[0]``): at *every*
+   budget each method gets the same log-spaced grid of learning rates x clip norms, widened while
+   its best point lies on an edge; the best point per method and budget is kept.
+2. **Final runs** (test split): every method x budget x seed with its chosen setting.
 
-Each run keeps a checkpoint and a per-round CSV under ``runs/``; a finished run is never
-recomputed and an interrupted one resumes. Tidy results go to ``results/<task>/<profile>/``:
-``history.csv`` (one row per task/method/epsilon/seed/round), ``search.csv``, ``meta.json``.
+Runs are independent: they go to ``workers`` processes (one thread each, so results do not depend on
+the number of workers or cores). Each run keeps a checkpoint and a per-round CSV under ``runs/``; a
+finished run is never recomputed and an interrupted one resumes. Tidy results go to
+``results/<task>/<profile>/``: ``history.csv`` (one row per task/method/epsilon/seed/round),
+``search.csv``, ``chosen.csv``, ``meta.json`` (settings, versions, wall time and per-phase profile).
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import json
+import math
+import os
 import platform
 import subprocess
 import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass
+from dataclasses import replace as dataclasses_replace
+from functools import lru_cache
 from importlib.metadata import version
+from multiprocessing import get_context
 from pathlib import Path
 
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from .accounting import check_budget_inputs
 from .federated import FederatedConfig, run_federated, validate
 from .methods import get_method
 from .profiles import Profile
-from .tasks import build_task, get_profile
+from .search import GridSearch, check_grid, score
+from .tasks import Task, build_task, get_profile
 from .training import LocalConfig
 
-PACKAGES = ("torch", "timm", "transformers", "opacus", "numpy", "pandas")
+PACKAGES = ("torch", "timm", "transformers", "opacus", "numpy", "pandas", "seaborn")
+RUN_THREADS = 1  # torch threads per run: results are then the same for any number of workers
+PHASES = ("build_s", "setup_s", "train_s", "eval_s")  # where a run's time goes (see :func:`execute`)
 
 
 @dataclass(frozen=True)
@@ -57,7 +73,8 @@ def federated_config(spec: RunSpec, profile: Profile) -> FederatedConfig:
     local = LocalConfig(local_steps=profile.local_steps, batch_size=profile.batch_size, lr=spec.lr,
                         optimizer=profile.optimizer, clip_norm=spec.clip_norm)
     return FederatedConfig(spec.method, rounds=spec.rounds, clients_per_round=profile.clients_per_round, local=local,
-                           epsilon=spec.epsilon, delta=profile.delta, seed=spec.seed)
+                           epsilon=spec.epsilon, delta=profile.delta, count_steps=profile.count_steps,
+                           lr_schedule=profile.lr_schedule, eval_every=profile.eval_every, seed=spec.seed)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -75,59 +92,155 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+SEARCH_ONLY = ("lr_grid", "clip_grid", "search_rounds", "epsilons", "seeds", "methods", "max_widen")
+
+
+def run_digest(profile: Profile) -> str:
+    """8 hex digits naming every profile setting that shapes a single run (data, federation, training),
+    so that a stored run made under other settings is never read back as this one."""
+    shaping = {k: v for k, v in sorted(profile.__dict__.items()) if k not in SEARCH_ONLY}
+    return hashlib.sha256(json.dumps(shaping, default=str).encode()).hexdigest()[:8]
+
+
+@lru_cache(maxsize=4)
+def _built_task(task: str, profile: str, seed: int) -> Task:
+    return build_task(task, profile, seed)
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` torch threads, then restore the caller's setting."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def execute(spec: RunSpec, runs_dir: Path, progress: bool = True, device: str = "cpu") -> pd.DataFrame:
     """Run (or resume, or just read back) one run; returns its per-round history with run columns.
 
-    The model (frozen backbone, LoRA factors, head) lives on ``device``; data stay on the CPU and
-    each batch moves when it is used. All randomness derives from the run's seed; on a GPU the DP noise
-    comes from a CUDA generator seeded from the CPU stream (see :func:`privacy.gaussian_noise`).
+    The built task (data split, pretrained backbone with fresh LoRA and head) is cached per process
+    and the run trains a copy, so consecutive runs of one seed start from identical states without
+    rebuilding. The model lives on ``device``; data stay on the CPU and each batch moves when it is
+    used. All randomness derives from the run's seed; on a GPU the DP noise comes from a CUDA
+    generator seeded from the CPU stream (see :func:`privacy.gaussian_noise`). Timings per run:
+    ``build_s`` (building the task, 0 when cached), ``setup_s`` (ledgers: noise calibration),
+    ``train_s`` and ``eval_s`` (summed over rounds).
     """
     target = resolve_device(device)
     profile = get_profile(spec.task, spec.profile)
     out = runs_dir / spec.task / spec.profile
     out.mkdir(parents=True, exist_ok=True)
-    done = out / f"{spec.run_id}.csv"
+    stem = f"{spec.run_id}_{run_digest(profile)}"
+    done = out / f"{stem}.csv"
     if done.exists():
         return pd.read_csv(done)
     cfg = federated_config(spec, profile)
     validate(cfg, profile.num_clients)  # before building the task (which may pretrain a backbone)
-    task = build_task(spec.task, spec.profile, spec.seed)
-    task.backbone.model.to(target)
+    start = time.perf_counter()
+    task = _built_task(spec.task, spec.profile, spec.seed)
+    build_s = time.perf_counter() - start
+    backbone = copy.deepcopy(task.backbone)
+    backbone.model.to(target)
     evaluation = task.val if spec.split == "val" else task.test
     start = time.perf_counter()
-    history = run_federated(task.backbone, task.clients, evaluation, cfg, checkpoint=out / f"{spec.run_id}.pt",
+    history = run_federated(backbone, task.clients, evaluation, cfg, checkpoint=out / f"{stem}.pt",
                             progress=progress)
     history.insert(0, "task", spec.task)
     history.insert(1, "profile", spec.profile)
     history["lr"], history["clip_norm"], history["split"] = spec.lr, spec.clip_norm, spec.split
     history["run_wall_s"] = time.perf_counter() - start  # this session only, if it resumed
+    history["build_s"] = build_s
     history.to_csv(done, index=False)
     return history
 
 
-def search_specs(task: str, profile_name: str, profile: Profile, methods: tuple[str, ...]) -> list[RunSpec]:
-    specs = []
-    for method in methods:
-        private = get_method(method).private
-        clips = profile.clip_grid if private else profile.clip_grid[:1]  # clipping is unused without DP
-        for lr in profile.lr_grid:
-            for clip in clips:
-                eps = profile.search_epsilon if private else None
-                specs.append(RunSpec(task, profile_name, method, eps, 0, lr, clip, profile.search_rounds, "val"))
-    return specs
+def _execute_quietly(spec: RunSpec, runs_dir: Path, device: str) -> pd.DataFrame:
+    with torch_threads(RUN_THREADS):
+        return execute(spec, runs_dir, progress=False, device=device)
 
 
-def choose(search: pd.DataFrame) -> dict[str, tuple[float, float]]:
-    """Best (lr, clip) per method by final validation accuracy (first in grid order on ties)."""
-    last = search[search["round"] == search.groupby(["method", "lr", "clip_norm"])["round"].transform("max")]
-    best = last.sort_values("accuracy", ascending=False, kind="stable").groupby("method", sort=False).head(1)
-    return {row.method: (row.lr, row.clip_norm) for row in best.itertuples()}
+class Runner:
+    """Executes independent runs, in ``workers`` processes when > 1 (started once, on first use, and
+    kept for the whole comparison so that each worker builds a task only once)."""
+
+    def __init__(self, runs_dir: Path, workers: int = 1, device: str = "cpu", progress: bool = True) -> None:
+        self.runs_dir, self.workers, self.device, self.progress = runs_dir, workers, device, progress
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+
+    def run(self, specs: Sequence[RunSpec], desc: str = "runs") -> list[pd.DataFrame]:
+        """The histories of ``specs``, in order."""
+        bar = tqdm(total=len(specs), desc=desc, disable=not self.progress)
+        if self.workers == 1:
+            out = []
+            for spec in specs:
+                out.append(_execute_quietly(spec, self.runs_dir, self.device))
+                bar.update()
+            bar.close()
+            return out
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"))
+        futures = {self._pool.submit(_execute_quietly, s, self.runs_dir, self.device): i for i, s in enumerate(specs)}
+        results: dict[int, pd.DataFrame] = {}
+        for future in as_completed(futures):
+            results[futures[future]] = future.result()
+            bar.update()
+        bar.close()
+        return [results[i] for i in range(len(specs))]
+
+
+def default_workers() -> int:
+    """One worker per available core (``os.sched_getaffinity`` where the platform has it)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores)
+
+
+def budgets(method: str, epsilons: Sequence[float]) -> tuple[float | None, ...]:
+    """The budgets a method runs at: every epsilon, or ``None`` (no DP) for a non-private method."""
+    return tuple(epsilons) if get_method(method).private else (None,)
+
+
+def search(task: str, profile_name: str, profile: Profile, methods: Sequence[str], epsilons: Sequence[float],
+           runner: Runner) -> tuple[list[GridSearch], pd.DataFrame]:
+    """Every method's grid search at every budget (widened until no best point is on an edge)."""
+    searches = [GridSearch(m, eps, profile.lr_grid, profile.clip_grid if get_method(m).private else profile.clip_grid[:1],
+                           profile.max_widen) for m in methods for eps in budgets(m, epsilons)]
+    histories, open_searches, step = [], list(searches), 0
+    while open_searches:
+        step += 1
+        jobs = [(s, p) for s in open_searches for p in s.pending()]
+        specs = [RunSpec(task, profile_name, s.method, s.epsilon, profile.seeds[0], lr, clip, profile.search_rounds,
+                         "val") for s, (lr, clip) in jobs]
+        for (s, point), history in zip(jobs, runner.run(specs, f"search, step {step}")):
+            s.scores[point] = score(history)
+            histories.append(history)
+        open_searches = [s for s in open_searches if s.widen()]
+    return searches, pd.concat(histories, ignore_index=True)
+
+
+def chosen_setting(results_dir: Path, task: str, profile: str, method: str, epsilon: float | None) -> tuple[float, float]:
+    """``(lr, clip_norm)`` that the stored comparison chose for ``method`` at ``epsilon`` (``None``: no DP)."""
+    chosen = pd.read_csv(results_dir / task / profile / "chosen.csv")
+    eps = math.inf if epsilon is None else epsilon
+    row = chosen[(chosen["method"] == method) & (chosen["epsilon"] == eps)]
+    if row.empty:
+        raise ValueError(f"no chosen setting for {method!r} at epsilon={epsilon} in {results_dir / task / profile}")
+    return float(row.iloc[0]["lr"]), float(row.iloc[0]["clip_norm"])
 
 
 def compare(task: str, profile_name: str, methods: tuple[str, ...] | None = None,
             epsilons: tuple[float, ...] | None = None, seeds: tuple[int, ...] | None = None,
             runs_dir: Path = Path("runs"), results_dir: Path = Path("results"), progress: bool = True,
-            device: str = "cpu") -> pd.DataFrame:
+            device: str = "cpu", workers: int | None = None) -> pd.DataFrame:
     """Search, then all final runs; writes the tidy results and returns the final history."""
     target = resolve_device(device)
     profile = get_profile(task, profile_name)
@@ -137,36 +250,53 @@ def compare(task: str, profile_name: str, methods: tuple[str, ...] | None = None
     epsilons, seeds = epsilons or profile.epsilons, seeds or profile.seeds
     for eps in epsilons:
         check_budget_inputs(eps, profile.delta, 1.0, 1)
+    check_grid("lr_grid", profile.lr_grid)
+    check_grid("clip_grid", profile.clip_grid)
+    workers = workers if workers is not None else (1 if target.type == "cuda" else default_workers())
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    profile = dataclasses_replace(profile, seeds=tuple(seeds))
 
     started = time.perf_counter()
-    search = pd.concat([execute(s, runs_dir, progress, device) for s in search_specs(task, profile_name, profile, methods)])
-    chosen = choose(search)
-    finals = []
-    for method in methods:
-        lr, clip = chosen[method]
-        budgets = epsilons if get_method(method).private else (None,)
-        for eps in budgets:
-            for seed in seeds:
-                spec = RunSpec(task, profile_name, method, eps, seed, lr, clip, profile.rounds, "test")
-                finals.append(execute(spec, runs_dir, progress, device))
-    history = pd.concat(finals, ignore_index=True)
+    test_labels = _built_task(task, profile_name, seeds[0]).test["labels"]
+    with Runner(runs_dir, workers, device, progress) as runner:
+        searches, search_history = search(task, profile_name, profile, methods, epsilons, runner)
+        search_wall = time.perf_counter() - started
+        specs = [RunSpec(task, profile_name, s.method, s.epsilon, seed, *s.best(), profile.rounds, "test")
+                 for s in searches for seed in seeds]
+        history = pd.concat(runner.run(specs, "final runs"), ignore_index=True)
 
     out = results_dir / task / profile_name
     out.mkdir(parents=True, exist_ok=True)
     history.to_csv(out / "history.csv", index=False)
-    search.to_csv(out / "search.csv", index=False)
+    search_history.to_csv(out / "search.csv", index=False)
+    chosen = pd.DataFrame([s.chosen_row() for s in searches])
+    chosen.to_csv(out / "chosen.csv", index=False)
+    counts = torch.bincount(test_labels).double()
     meta = {
         "task": task, "profile": profile_name, "profile_settings": profile.__dict__,
-        "methods": list(methods), "epsilons": list(epsilons), "seeds": list(seeds),
-        "chosen": {m: {"lr": lr, "clip_norm": c} for m, (lr, c) in chosen.items()},
+        "methods": list(methods), "epsilons": list(epsilons), "seeds": list(seeds), "search_seed": seeds[0],
+        "chosen": {m: {("none" if math.isinf(r.epsilon) else f"{r.epsilon:g}"): {"lr": r.lr, "clip_norm": r.clip_norm}
+                       for r in chosen[chosen["method"] == m].itertuples()} for m in methods},
+        "test_chance": 1.0 / len(counts), "test_majority": float(counts.max() / counts.sum()),
         "versions": {p: version(p) for p in PACKAGES} | {"python": platform.python_version()},
         "git_commit": _git_commit(), "device": torch.cuda.get_device_name(target) if target.type == "cuda" else "cpu",
-        "wall_s_this_invocation": time.perf_counter() - started,
-        "run_wall_s": {"search": float(search.groupby(["method", "lr", "clip_norm"])["run_wall_s"].first().sum()),
-                       "final": float(history.groupby(["method", "epsilon_target", "seed"])["run_wall_s"].first().sum())},
+        "workers": workers, "threads_per_run": RUN_THREADS,
+        "wall_s_this_invocation": time.perf_counter() - started, "search_wall_s_this_invocation": search_wall,
+        "profile_s": {"search": phase_profile(search_history), "final": phase_profile(history)},
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
     return history
+
+
+def phase_profile(history: pd.DataFrame) -> dict[str, float]:
+    """Seconds summed over the runs of ``history`` per phase (:data:`PHASES`) and the number of runs
+    (of this invocation: a run read back from ``runs/`` keeps the times it was made with)."""
+    per_run = history.groupby(["method", "epsilon_target", "seed", "lr", "clip_norm"])
+    first = per_run[["build_s", "setup_s"]].first().sum()
+    summed = per_run[["train_s", "eval_s"]].sum().sum()
+    return {"runs": int(per_run.ngroups), **{k: float(v) for k, v in first.items()},
+            **{k: float(v) for k, v in summed.items()}}
 
 
 def _git_commit() -> str:

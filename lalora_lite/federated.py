@@ -36,6 +36,7 @@ from .smoothing import MIN_FEATURES
 from .training import OPTIMIZERS, DPNoise, LocalConfig, evaluate, local_update
 
 STEP_COUNTS = ("every-round", "expected")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,8 @@ class FederatedConfig:
     accountant: str = "rdp"
     count_steps: str = "every-round"  # steps a client may take: rounds*K, or the expected share
     weighted: bool = False  # FedAvg weights: uniform (paper) or by client size
+    lr_schedule: str = "constant"  # over rounds: constant, or cosine lr_t = lr (1 + cos(pi t / R)) / 2
+    eval_every: int = 1  # evaluate the global model every n rounds (and always after the last)
     eval_batch_size: int = 256
     seed: int = 0
     secure_noise: bool = False  # DP noise and sampling from OS entropy (deployments; not reproducible)
@@ -81,6 +84,9 @@ def validate(cfg: FederatedConfig, num_clients: int) -> None:
         (local.sampling in ("poisson", "shuffle"), f"unknown sampling {local.sampling!r}; allowed: poisson, shuffle"),
         (cfg.accountant in ACCOUNTANTS, f"unknown accountant {cfg.accountant!r}; allowed: {', '.join(ACCOUNTANTS)}"),
         (cfg.count_steps in STEP_COUNTS, f"unknown count_steps {cfg.count_steps!r}; allowed: {', '.join(STEP_COUNTS)}"),
+        (cfg.lr_schedule in LR_SCHEDULES,
+         f"unknown lr_schedule {cfg.lr_schedule!r}; allowed: {', '.join(LR_SCHEDULES)}"),
+        (cfg.eval_every >= 1, f"eval_every must be >= 1, got {cfg.eval_every}"),
     ]
     for ok, message in checks:
         if not ok:
@@ -108,6 +114,28 @@ def steps_per_client(cfg: FederatedConfig, num_clients: int) -> int:
     """
     rounds = cfg.rounds if cfg.count_steps == "every-round" else math.ceil(cfg.rounds * cfg.clients_per_round / num_clients)
     return rounds * cfg.local.local_steps
+
+
+def round_lr(cfg: FederatedConfig, round_index: int) -> float:
+    """The clients' learning rate in round ``round_index`` (0-based): ``lr``, or with ``cosine``
+    ``lr * (1 + cos(pi t / R)) / 2`` (from ``lr`` in the first round down towards 0 in the last)."""
+    if cfg.lr_schedule == "constant":
+        return cfg.local.lr
+    return cfg.local.lr * 0.5 * (1.0 + math.cos(math.pi * round_index / cfg.rounds))
+
+
+def evaluated(cfg: FederatedConfig, round_index: int) -> bool:
+    """Whether the global model is evaluated after round ``round_index`` (0-based): every
+    ``eval_every`` rounds and after the last one."""
+    return (round_index + 1) % cfg.eval_every == 0 or round_index + 1 == cfg.rounds
+
+
+def evaluate_global(model: torch.nn.Module, test: Dataset, cfg: FederatedConfig, round_index: int) -> tuple[float, float]:
+    """``(accuracy, loss)`` of the global model after round ``round_index``, or NaNs in a round that
+    :func:`evaluated` skips."""
+    if not evaluated(cfg, round_index):
+        return math.nan, math.nan
+    return evaluate(model, test, cfg.eval_batch_size)
 
 
 def client_ledger(cfg: FederatedConfig, size: int, num_clients: int) -> PrivacyLedger:
@@ -173,7 +201,8 @@ def train_client(
     torch.manual_seed(int(dropout_seed))  # LoRA and backbone dropout
     # batch sampling and DP noise: seeded (reproducible research runs) or from OS entropy
     generator = SecureRandom() if cfg.secure_noise else torch.Generator().manual_seed(int(noise_seed))
-    loss = local_update(model, params, data, method, round_index, steps, cfg.local, dp, generator)
+    local = dataclasses.replace(cfg.local, lr=round_lr(cfg, round_index))
+    loss = local_update(model, params, data, method, round_index, steps, local, dp, generator)
     if ledger is not None:
         ledger.spend(steps)
     shared = method.uploads(round_index, cfg.local.local_steps)
@@ -341,7 +370,9 @@ def run_federated(
     sizes = [dataset_size(c) for c in clients]
     params = trainable_parameters(model, head)
     path = Path(checkpoint) if checkpoint is not None else None
-    server = ServerState.start(cfg, lora_state(model, head), sizes, path)
+    setup_start = time.perf_counter()
+    server = ServerState.start(cfg, lora_state(model, head), sizes, path)  # calibrates every client's noise
+    setup_s = time.perf_counter() - setup_start
 
     bar = tqdm(range(server.round, cfg.rounds), initial=server.round, total=cfg.rounds, desc=cfg.method,
                disable=not progress)
@@ -357,8 +388,11 @@ def run_federated(
             weights.append(sizes[c] if cfg.weighted else 1.0)
         server.global_state = aggregate(server.global_state, results, weights)
         load_lora_state(model, server.global_state)
-        row = round_row(cfg, t, evaluate(model, test, cfg.eval_batch_size), results, server.epsilon_spent,
-                        time.perf_counter() - t0)
+        t1 = time.perf_counter()
+        evaluation = evaluate_global(model, test, cfg, t)
+        row = round_row(cfg, t, evaluation, results, server.epsilon_spent, time.perf_counter() - t0)
+        # where the time went (this session's setup; the round's training and evaluation)
+        row |= {"setup_s": setup_s, "train_s": t1 - t0, "eval_s": time.perf_counter() - t1}
         server.history.append(row)
         server.round = t + 1
         bar.set_postfix(acc=f"{row['accuracy']:.3f}", eps=f"{row['epsilon_spent']:.2f}")

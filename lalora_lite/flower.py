@@ -54,6 +54,7 @@ from .federated import (
     ServerState,
     aggregate,
     client_ledger,
+    evaluate_global,
     round_row,
     sample_clients,
     train_client,
@@ -62,7 +63,7 @@ from .federated import (
 from .lora import load_lora_state, lora_state, trainable_parameters
 from .methods import get_method
 from .tasks import Task
-from .training import LocalConfig, evaluate
+from .training import LocalConfig
 
 log = logging.getLogger("flwr")  # Flower's logger: shows in `flwr log` and the simulation output
 
@@ -301,7 +302,7 @@ class SeededFedAvg(FedAvg):
             return None  # Flower also asks before round 1; the simulator does not evaluate then
         state, model = self.state, self.task.backbone.model
         load_lora_state(model, state.global_state)
-        row = round_row(self.cfg, state.round, evaluate(model, self.task.test, self.cfg.eval_batch_size),
+        row = round_row(self.cfg, state.round, evaluate_global(model, self.task.test, self.cfg, state.round),
                         self._results, state.epsilon_spent, time.perf_counter() - self._started)
         state.history.append(row)
         state.round += 1

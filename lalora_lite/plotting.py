@@ -1,45 +1,50 @@
 """Figures and tables from stored results (no training): ``lalora figures``.
 
-For every ``results/<task>/<profile>/history.csv``:
-``figures/<task>-<profile>-accuracy-vs-epsilon.png`` (final test accuracy, mean +- std over seeds),
-``figures/<task>-<profile>-curves-eps<e>.png`` (accuracy per round at the smallest epsilon),
-and ``results/<task>/<profile>/summary.{csv,md}`` (the table and the ablation).
+For every ``results/<task>/<profile>/history.csv`` (with ``meta.json`` and ``chosen.csv`` beside it):
+
+* ``figures/<task>-<profile>-accuracy-vs-epsilon.png``: final test accuracy per seed (points) and
+  mean with 95 % t-interval, paper methods and ablations in separate panels, the non-private
+  reference as a band, chance and majority-class lines;
+* ``figures/<task>-<profile>-paired-differences.png``: LA-LoRA minus each baseline per epsilon
+  (same seeds), with paired 95 % intervals;
+* ``figures/<task>-<profile>-accuracy-vs-upload.png``: final accuracy against uploaded bytes;
+* ``figures/<task>-<profile>-curves-eps<e>.png``: accuracy per evaluated round at the smallest budget;
+* ``results/<task>/<profile>/summary.{csv,md}`` and ``paired.csv``: the tables, the chosen settings
+  and what the tuning cost in privacy.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import textwrap
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
+import seaborn as sns
+from matplotlib.ticker import MaxNLocator
 
-from .style import color, style
+from .stats import paired_differences, run_table, summary, t_interval
+from .style import CHANCE_STYLE, color, style
 
+PAPER_METHODS = ("dp-lora", "ffa-lora", "rolora", "lalora")
 ABLATION = ("dp-lora", "dp-lora+filter", "lalora-nofilter", "lalora")
-
-
-def final_rows(history: pd.DataFrame) -> pd.DataFrame:
-    """The last round of every run."""
-    last = history.groupby(["method", "epsilon_target", "seed"])["round"].transform("max")
-    return history[history["round"] == last]
-
-
-def summary(history: pd.DataFrame) -> pd.DataFrame:
-    """Final test accuracy per method and epsilon: mean, std and number of seeds."""
-    final = final_rows(history)
-    table = final.groupby(["method", "epsilon_target"], sort=False)["accuracy"].agg(["mean", "std", "count"])
-    return table.reset_index().rename(columns={"epsilon_target": "epsilon", "count": "seeds"})
+MARKERS = {"-": "o", ":": "s", "--": "D", "-.": "^"}
 
 
 def _eps_label(eps: float) -> str:
     return "no DP" if math.isinf(eps) else f"eps={eps:g}"
 
 
-def summary_markdown(table: pd.DataFrame, methods: list[str] | tuple[str, ...] | None = None) -> str:
-    """``method x epsilon`` table of ``mean +- std`` (accuracy in %)."""
+def _pct(value: float) -> str:
+    return "" if value != value else f"{100 * value:.1f}"
+
+
+def summary_markdown(table: pd.DataFrame, methods: tuple[str, ...] | None = None) -> str:
+    """``method x epsilon`` table of ``mean [95 % interval] (n)`` (accuracy in %)."""
     table = table if methods is None else table[table["method"].isin(methods)]
     epsilons = sorted(table["epsilon"].unique())
     lines = ["| method | " + " | ".join(_eps_label(e) for e in epsilons) + " |", "|---" * (len(epsilons) + 1) + "|"]
@@ -47,49 +52,174 @@ def summary_markdown(table: pd.DataFrame, methods: list[str] | tuple[str, ...] |
         cells = []
         for eps in epsilons:
             row = rows[rows["epsilon"] == eps]
-            if row.empty:
-                cells.append("")
-            else:
-                r = row.iloc[0]
-                std = 0.0 if pd.isna(r["std"]) else r["std"]
-                cells.append(f"{100 * r['mean']:.2f} +- {100 * std:.2f} (n={int(r['seeds'])})")
+            r = row.iloc[0] if not row.empty else None
+            interval = "" if r is None or r["seeds"] < 2 else f" [{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]"
+            cells.append("" if r is None else f"{_pct(r['mean'])}{interval} (n={int(r['seeds'])})")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def _finish_accuracy_plot(fig: plt.Figure, ax: plt.Axes, xlabel: str, title: str, path: Path) -> None:
-    """Shared labels, wrapped title and legend; save to ``path`` and close."""
-    ax.set(xlabel=xlabel, ylabel="test accuracy (%)")
-    ax.set_title(_wrap(title), fontsize=9)
-    ax.legend(fontsize=8)
+def paired_markdown(paired: pd.DataFrame) -> str:
+    """LA-LoRA minus each baseline: difference in points with its paired interval and the verdict."""
+    need = next(c for c in paired.columns if c.startswith("seeds_for_"))
+    lines = ["| epsilon | LA-LoRA minus | difference (points) | 95 % interval | seeds | resolved | "
+             f"seeds for {need.split('_')[-1].removesuffix('pt')} points |", "|---" * 7 + "|"]
+    for r in paired.itertuples():
+        seeds_needed = "" if pd.isna(getattr(r, need)) else int(getattr(r, need))
+        lines.append(f"| {r.epsilon:g} | {r.baseline} | {100 * r.difference:+.1f} | [{100 * r.ci_low:+.1f}, "
+                     f"{100 * r.ci_high:+.1f}] | {r.seeds} | {'yes' if r.resolved else 'no'} | {seeds_needed} |")
+    return "\n".join(lines)
+
+
+def chosen_markdown(chosen: pd.DataFrame) -> str:
+    lines = ["| method | epsilon | lr | clip | validation score | search runs | lr grid | clip grid | on an edge |",
+             "|---" * 9 + "|"]
+    for r in chosen.itertuples():
+        edge = r.on_edge if isinstance(r.on_edge, str) and r.on_edge else "no"
+        lines.append(f"| {r.method} | {_eps_label(r.epsilon)} | {r.lr:g} | {r.clip_norm:g} | {100 * r.score:.1f} | "
+                     f"{r.search_runs} | {r.lr_grid} | {r.clip_grid} | {edge} |")
+    return "\n".join(lines)
+
+
+def tuning_cost(meta: dict, chosen: pd.DataFrame) -> str:
+    """What the search tuned on which data, and what that means for the reported epsilon."""
+    runs = int(chosen["search_runs"].sum())
+    return (f"**What the tuning cost in privacy.** The settings were chosen by {runs} search runs on a "
+            f"validation split drawn from the *private* pool, with seed {meta.get('search_seed', 0)}'s client "
+            "split (the same clients' data as that seed's final run). Each search run is itself DP at its "
+            "budget, but the reported epsilon covers one final run only: the selection is not accounted. "
+            "A private selection would compose the runs it chose from (basic composition: up to "
+            f"{int(chosen['search_runs'].max()) + 1} x epsilon for the clients of seed "
+            f"{meta.get('search_seed', 0)}; random search with a random number of runs costs a small "
+            "constant factor, Papernot & Steinke 2022). The other seeds' final runs reuse the chosen "
+            "settings on different splits, as a practitioner reusing published settings would; the "
+            "numbers here are, like the paper's, tuned-on-private-data results.")
+
+
+def _line(ax: plt.Axes, y: float, label: str, **kw: object) -> None:
+    ax.axhline(100 * y, label=label, **{**CHANCE_STYLE, **kw})
+
+
+def plot_accuracy_vs_epsilon(runs: pd.DataFrame, meta: dict, title: str, path: Path) -> None:
+    """Per-seed points and mean +- 95 % t-interval per method and budget; two panels."""
+    runs = runs.assign(acc=100 * runs["accuracy"])
+    private = runs[~runs["epsilon_target"].apply(math.isinf)].assign(epsilon=lambda d: d["epsilon_target"].map("{:g}".format))
+    reference = runs[runs["epsilon_target"].apply(math.isinf)]
+    panels = [(name, [m for m in group if m in set(private["method"])]) for name, group in
+              (("paper methods", PAPER_METHODS), ("ablation: alternation x filter", ABLATION))]
+    panels = [(n, g) for n, g in panels if g]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.4), sharey=True, squeeze=False)
+    order = sorted(private["epsilon"].unique(), key=float)
+    for ax, (name, methods) in zip(axes[0], panels):
+        data = private[private["method"].isin(methods)]
+        palette = {m: color(m) for m in methods}
+        sns.stripplot(data=data, x="epsilon", y="acc", hue="method", hue_order=methods, order=order, palette=palette,
+                      dodge=True, alpha=0.45, size=4, jitter=0.08, ax=ax, legend=False)
+        sns.pointplot(data=data, x="epsilon", y="acc", hue="method", hue_order=methods, order=order, palette=palette,
+                      dodge=0.8 - 0.8 / len(methods), errorbar=lambda x: t_interval(x)[1:], capsize=0.08,
+                      markers=[MARKERS[style(m)["ls"]] for m in methods],
+                      linestyles=[style(m)["ls"] for m in methods], ax=ax)
+        if not reference.empty:
+            mean, low, high = t_interval(reference["acc"])
+            ax.axhspan(low if low == low else mean, high if high == high else mean, color=color("fedlora"), alpha=0.08)
+            ax.axhline(mean, label="fedlora (no DP)", **style("fedlora"))
+        if "test_majority" in meta:
+            _line(ax, meta["test_majority"], "majority class", color="grey", ls=":")
+            _line(ax, meta["test_chance"], "chance")
+        ax.set(xlabel="epsilon (delta = 1e-5)", ylabel="final test accuracy (%)", title=name)
+        ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle(_wrap(title), fontsize=9)
+    _save(fig, path)
+
+
+def plot_paired_differences(paired: pd.DataFrame, runs: pd.DataFrame, title: str, path: Path) -> None:
+    """LA-LoRA minus each baseline per budget: per-seed differences and the paired 95 % interval."""
+    wide = runs.pivot_table(index=["epsilon_target", "seed"], columns="method", values="accuracy")
+    baselines = list(dict.fromkeys(paired["baseline"]))
+    epsilons = sorted(paired["epsilon"].unique())
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(epsilons) * len(baselines) / 2), 4.2))
+    width = 0.8 / len(baselines)
+    for j, baseline in enumerate(baselines):
+        rows = paired[paired["baseline"] == baseline]
+        x = np.array([epsilons.index(e) for e in rows["epsilon"]]) + (j - (len(baselines) - 1) / 2) * width
+        ax.errorbar(x, 100 * rows["difference"], yerr=[100 * (rows["difference"] - rows["ci_low"]),
+                    100 * (rows["ci_high"] - rows["difference"])], fmt=MARKERS[style(baseline)["ls"]], capsize=3,
+                    color=color(baseline), label=f"LA-LoRA - {baseline}")
+        for xi, eps in zip(x, rows["epsilon"]):
+            d = (wide.loc[eps]["lalora"] - wide.loc[eps][baseline]).dropna()
+            ax.scatter(np.full(len(d), xi), 100 * d, s=10, alpha=0.4, color=color(baseline))
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xticks(range(len(epsilons)), [f"eps={e:g}" for e in epsilons])
+    ax.set(ylabel="accuracy difference (points)", title=_wrap(title))
+    ax.title.set_fontsize(9)
+    ax.legend(fontsize=7, ncol=2)
+    _save(fig, path)
+
+
+def plot_accuracy_vs_upload(runs: pd.DataFrame, title: str, path: Path) -> None:
+    """Final accuracy against the bytes all clients uploaded in a run (one point per run)."""
+    data = runs.assign(acc=100 * runs["accuracy"], upload_mb=runs["upload_bytes"] / 1e6,
+                       budget=runs["epsilon_target"].map(_eps_label))
+    methods = list(dict.fromkeys(data["method"]))
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    sns.scatterplot(data=data, x="upload_mb", y="acc", hue="method", hue_order=methods, style="budget",
+                    palette={m: color(m) for m in methods}, alpha=0.7, ax=ax)
+    ax.set(xlabel="uploaded per run, all clients (MB)", ylabel="final test accuracy (%)", title=_wrap(title))
+    ax.title.set_fontsize(9)
+    ax.legend(fontsize=7, ncol=2)
+    _save(fig, path)
+
+
+def plot_curves(history: pd.DataFrame, epsilon: float, meta: dict, title: str, path: Path) -> None:
+    """Accuracy per evaluated round (mean over seeds, band = 95 % t-interval) at one budget, plus the reference."""
+    keep = (history["epsilon_target"] == epsilon) | history["epsilon_target"].apply(math.isinf)
+    data = history[keep].dropna(subset=["accuracy"]).assign(acc=lambda d: 100 * d["accuracy"])
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for method, rows in data.groupby("method", sort=False):
+        sns.lineplot(data=rows, x="round", y="acc", errorbar=lambda x: t_interval(x)[1:], label=method,
+                     color=color(method), linestyle=style(method)["ls"], marker=MARKERS[style(method)["ls"]], ax=ax)
+    if "test_majority" in meta:
+        _line(ax, meta["test_majority"], "majority class", color="grey", ls=":")
+        _line(ax, meta["test_chance"], "chance")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set(xlabel="round", ylabel="test accuracy (%)", title=_wrap(title))
+    ax.title.set_fontsize(9)
+    ax.legend(fontsize=7)
+    _save(fig, path)
+
+
+def _save(fig: plt.Figure, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def plot_accuracy_vs_epsilon(table: pd.DataFrame, title: str, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for method, rows in table.groupby("method", sort=False):
-        private = rows[~rows["epsilon"].apply(math.isinf)]
-        if private.empty:  # the non-private reference: a horizontal band
-            r = rows.iloc[0]
-            ax.axhline(100 * r["mean"], lw=1, label=f"{method} (no DP)", **style(method))
-            continue
-        ax.errorbar(private["epsilon"], 100 * private["mean"], yerr=100 * private["std"].fillna(0), marker="o",
-                    capsize=3, label=method, **style(method))
-    _finish_accuracy_plot(fig, ax, "epsilon (delta = 1e-5)", title, path)
-
-
-def plot_curves(history: pd.DataFrame, epsilon: float, title: str, path: Path) -> None:
-    """Accuracy per round (mean over seeds, band = +- std) at one budget, plus the non-private reference."""
-    keep = (history["epsilon_target"] == epsilon) | history["epsilon_target"].apply(math.isinf)
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for method, rows in history[keep].groupby("method", sort=False):
-        stats = rows.groupby("round")["accuracy"].agg(["mean", "std"]).fillna(0)
-        ax.plot(stats.index, 100 * stats["mean"], label=method, **style(method))
-        ax.fill_between(stats.index, 100 * (stats["mean"] - stats["std"]), 100 * (stats["mean"] + stats["std"]),
-                        alpha=0.15, color=color(method))
-    _finish_accuracy_plot(fig, ax, "round", title, path)
+def write_summary(folder: Path, history: pd.DataFrame, meta: dict, chosen: pd.DataFrame | None) -> Path:
+    """``summary.csv``, ``paired.csv`` and ``summary.md`` (tables, readings' raw material, tuning cost)."""
+    task, profile = folder.parent.name, folder.name
+    table = summary(history)
+    table.to_csv(folder / "summary.csv", index=False)
+    paired = paired_differences(history)
+    paired.to_csv(folder / "paired.csv", index=False)
+    parts = [f"# {task} ({profile} profile)", _description(task),
+             "Final test accuracy (%): mean [95 % t-interval] (n seeds). "
+             f"Chance {_pct(meta.get('test_chance', math.nan))} %, majority class "
+             f"{_pct(meta.get('test_majority', math.nan))} %.", summary_markdown(table)]
+    if set(ABLATION) <= set(table["method"]):
+        parts += ["## Ablation", summary_markdown(table, ABLATION)]
+    spread = table["last_spread"]
+    parts.append(f"Stability: the spread (std) of a run's last {3} evaluations, averaged per method and budget, is "
+                 f"{_pct(spread.min())}-{_pct(spread.max())} points (median {_pct(spread.median())}).")
+    if not paired.empty:
+        parts += ["## Paired differences (same seeds, same client splits)", paired_markdown(paired)]
+    if chosen is not None:
+        parts += ["## Chosen settings", chosen_markdown(chosen), tuning_cost(meta, chosen)]
+    if "wall_s_this_invocation" in meta:
+        parts.append(f"Wall time of the command that made these results: {meta['wall_s_this_invocation'] / 60:.1f} min "
+                     f"({meta.get('workers', 1)} worker(s), device {meta.get('device', 'cpu')}).")
+    path = folder / "summary.md"
+    path.write_text("\n\n".join(parts) + "\n")
+    return path
 
 
 def redraw(results_dir: Path = Path("results"), figures_dir: Path = Path("figures")) -> list[Path]:
@@ -97,26 +227,27 @@ def redraw(results_dir: Path = Path("results"), figures_dir: Path = Path("figure
     figures_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for history_path in sorted(results_dir.glob("*/*/history.csv")):
+        folder = history_path.parent
         history = pd.read_csv(history_path)
-        task, profile = history_path.parent.parent.name, history_path.parent.name
-        description = _description(task)
-        table = summary(history)
-        table.to_csv(history_path.parent / "summary.csv", index=False)
-        markdown = f"# {task} ({profile} profile)\n\n{description}\n\nFinal test accuracy (%), mean +- std over seeds.\n\n"
-        markdown += summary_markdown(table) + "\n"
-        if set(ABLATION) <= set(table["method"]):
-            markdown += "\n## Ablation\n\n" + summary_markdown(table, ABLATION) + "\n"
-        (history_path.parent / "summary.md").write_text(markdown)
-        written.append(history_path.parent / "summary.md")
-
-        stem = f"{task}-{profile}"
-        path = figures_dir / f"{stem}-accuracy-vs-epsilon.png"
-        plot_accuracy_vs_epsilon(table, f"{description}\n[{profile} profile]", path)
-        written.append(path)
-        finite = sorted(e for e in table["epsilon"].unique() if not math.isinf(e))
+        task, profile = folder.parent.name, folder.name
+        meta = json.loads((folder / "meta.json").read_text()) if (folder / "meta.json").exists() else {}
+        chosen = pd.read_csv(folder / "chosen.csv") if (folder / "chosen.csv").exists() else None
+        written.append(write_summary(folder, history, meta, chosen))
+        runs = run_table(history)
+        label = f"{_description(task)}\n[{profile} profile]"
+        stem = figures_dir / f"{task}-{profile}"
+        plot_accuracy_vs_epsilon(runs, meta, label, written_path := Path(f"{stem}-accuracy-vs-epsilon.png"))
+        written.append(written_path)
+        paired = paired_differences(history)
+        if not paired.empty:
+            plot_paired_differences(paired, runs, label, written_path := Path(f"{stem}-paired-differences.png"))
+            written.append(written_path)
+        plot_accuracy_vs_upload(runs, label, written_path := Path(f"{stem}-accuracy-vs-upload.png"))
+        written.append(written_path)
+        finite = sorted(e for e in history["epsilon_target"].unique() if not math.isinf(e))
         if finite:
-            path = figures_dir / f"{stem}-curves-eps{finite[0]:g}.png"
-            plot_curves(history, finite[0], f"{description}\n[{profile} profile, eps={finite[0]:g}]", path)
+            path = Path(f"{stem}-curves-eps{finite[0]:g}.png")
+            plot_curves(history, finite[0], meta, f"{label[:-1]}, eps={finite[0]:g}]", path)
             written.append(path)
     return written
 

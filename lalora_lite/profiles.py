@@ -48,14 +48,17 @@ class Profile:
     optimizer: str
     rank: int
     lora_alpha: float
-    # the comparison grid (every method gets the same search)
-    lr_grid: tuple[float, ...]
+    # the comparison (every method gets the same search at every budget: lalora_lite.search)
+    lr_grid: tuple[float, ...]  # log-spaced starting grids, widened while the best point is on an edge
     clip_grid: tuple[float, ...]
-    search_rounds: int  # rounds of each search run (on the validation split, seed 0)
-    search_epsilon: float  # budget at which the search runs (for the private methods)
+    search_rounds: int  # rounds of each search run (validation split, the first seed)
     epsilons: tuple[float, ...]
     seeds: tuple[int, ...]
     methods: tuple[str, ...] = ALL_METHODS
+    max_widen: int = 2  # extra log-steps the search may add on each side of each grid axis
+    count_steps: str = "every-round"  # what a client's noise is calibrated for (federated.steps_per_client)
+    lr_schedule: str = "constant"  # over rounds (federated.round_lr)
+    eval_every: int = 1  # evaluate the global model every n rounds (and after the last)
     # task-specific
     pretrain_steps: int = 0  # vision stand-in: non-private public pretraining
     max_length: int = 32  # text: tokens per example

@@ -275,17 +275,17 @@ def digits_swin(num_clients: int = 4, alpha: float = 1.0, rank: int = 8, lora_al
 _VISION = dict(num_clients=8, clients_per_round=4, dirichlet_alpha=0.1, optimizer="sgd")
 _TEXT = dict(num_clients=20, clients_per_round=4, dirichlet_alpha=0.8, optimizer="adamw")
 _SMOKE = dict(rounds=2, local_steps=2, batch_size=16, lr_grid=(0.1,), clip_grid=(1.0,), search_rounds=1,
-              search_epsilon=3.0, epsilons=(3.0,), seeds=(0,))
+              epsilons=(3.0,), seeds=(0,))
 
 PAPER_VISION = Profile(
     train_size=45_000, val_size=5_000, test_size=None, min_client_size=50, rounds=100, local_steps=20,
     batch_size=16, rank=16, lora_alpha=16, lr_grid=(0.01, 0.05), clip_grid=(0.5, 1.0), search_rounds=20,
-    search_epsilon=2.0, epsilons=(1.0, 2.0, 3.0), seeds=(0, 1, 2), **_VISION,
+    epsilons=(1.0, 2.0, 3.0), seeds=(0, 1, 2), **_VISION,
 )
 PAPER_TEXT = Profile(
     train_size=50_000, val_size=5_000, test_size=None, min_client_size=50, rounds=100, local_steps=20,
     batch_size=16, rank=8, lora_alpha=16, lr_grid=(5e-4, 2e-3), clip_grid=(0.5, 1.0), search_rounds=20,
-    search_epsilon=2.0, epsilons=(1.0, 2.0, 3.0), seeds=(0, 1, 2), max_length=128, **_TEXT,
+    epsilons=(1.0, 2.0, 3.0), seeds=(0, 1, 2), max_length=128, **_TEXT,
 )
 
 
@@ -312,10 +312,11 @@ TASKS: dict[str, TaskSpec] = {
             {
                 "smoke": Profile(train_size=800, val_size=200, test_size=300, min_client_size=20, rank=8,
                                  lora_alpha=16, pretrain_steps=30, **_VISION, **_SMOKE),
-                "cpu": Profile(train_size=8_000, val_size=1_000, test_size=2_000, min_client_size=100, rounds=20,
-                               local_steps=10, batch_size=32, rank=8, lora_alpha=16, lr_grid=(0.05, 0.2),
-                               clip_grid=(0.5, 2.0), search_rounds=10, search_epsilon=2.0, epsilons=(1.0, 2.0, 3.0),
-                               seeds=(0, 1, 2), pretrain_steps=1500, **_VISION),
+                "cpu": Profile(train_size=8_000, val_size=1_000, test_size=2_000, min_client_size=100, rounds=40,
+                               local_steps=10, batch_size=32, rank=8, lora_alpha=16, lr_grid=(0.1, 0.2, 0.4),
+                               clip_grid=(0.5, 1.0, 2.0), search_rounds=40, epsilons=(1.0, 2.0, 3.0),
+                               seeds=(0, 1, 2, 3, 4), pretrain_steps=1500, count_steps="expected",
+                               lr_schedule="cosine", eval_every=5, **_VISION),
             },
         ),
         TaskSpec(
@@ -325,10 +326,11 @@ TASKS: dict[str, TaskSpec] = {
             {
                 "smoke": Profile(train_size=400, val_size=50, test_size=100, min_client_size=5, rank=8,
                                  lora_alpha=16, max_length=32, **_TEXT, **{**_SMOKE, "lr_grid": (1e-3,)}),
-                "cpu": Profile(train_size=6_000, val_size=300, test_size=500, min_client_size=50, rounds=10,
-                               local_steps=4, batch_size=32, rank=8, lora_alpha=16, lr_grid=(1e-3, 3e-3),
-                               clip_grid=(1.0,), search_rounds=4, search_epsilon=2.0, epsilons=(1.0, 3.0),
-                               seeds=(0, 1), methods=("fedlora", "dp-lora", "ffa-lora", "rolora", "lalora"),
+                "cpu": Profile(train_size=6_000, val_size=300, test_size=500, min_client_size=50, rounds=20,
+                               local_steps=4, batch_size=32, rank=8, lora_alpha=16, lr_grid=(1e-3, 2e-3, 4e-3),
+                               clip_grid=(0.5, 1.0, 2.0), search_rounds=20, epsilons=(1.0, 2.0, 3.0),
+                               seeds=(0, 1, 2, 3, 4), methods=("fedlora", "dp-lora", "ffa-lora", "rolora", "lalora"),
+                               count_steps="expected", lr_schedule="cosine", eval_every=5,
                                max_length=32, **_TEXT),
             },
         ),

@@ -8,9 +8,11 @@ import pandas as pd
 import pytest
 
 from lalora_lite import experiments
-from lalora_lite.experiments import RunSpec, choose, compare
+from lalora_lite.experiments import Runner, RunSpec, chosen_setting, compare, run_digest
 from lalora_lite.methods import METHODS
-from lalora_lite.plotting import redraw, summary, summary_markdown
+from lalora_lite.plotting import redraw, summary_markdown
+from lalora_lite.stats import summary
+from lalora_lite.tasks import get_profile
 
 
 @pytest.mark.parametrize("task", ["fmnist-swin", "wordnet-minilm"])
@@ -28,13 +30,27 @@ def test_compare_smoke_writes_tidy_results_and_resumes(task, tmp_path, monkeypat
     assert (private["epsilon_spent"] <= 3.0).all() and (private["epsilon_spent"] > 0).all()
     meta = json.loads((out / "meta.json").read_text())
     assert set(meta["chosen"]) == set(METHODS) and meta["versions"]["torch"]
+    lr = get_profile(task, "smoke").lr_grid[0]
+    assert meta["chosen"]["lalora"]["3"] == {"lr": lr, "clip_norm": 1.0} and "none" in meta["chosen"]["fedlora"]
+    assert set(meta["profile_s"]["final"]) == {"runs", "build_s", "setup_s", "train_s", "eval_s"}
+    assert meta["profile_s"]["final"]["runs"] == 7 and meta["profile_s"]["final"]["train_s"] > 0
+    assert 0 < meta["test_chance"] <= meta["test_majority"] < 1
     search = pd.read_csv(out / "search.csv")
     assert (search["split"] == "val").all() and (stored["split"] == "test").all()
+    chosen = pd.read_csv(out / "chosen.csv")
+    assert len(chosen) == 7 and (chosen["search_runs"] == 1).all()  # smoke: a 1 x 1 grid, nothing to widen
+    assert chosen_setting(results, task, "smoke", "lalora", 3.0) == (lr, 1.0)
+    with pytest.raises(ValueError, match="no chosen setting"):
+        chosen_setting(results, task, "smoke", "lalora", 1.0)
 
     written = redraw(results, figures)
     assert (figures / f"{task}-smoke-accuracy-vs-epsilon.png").stat().st_size > 10_000
-    assert (out / "summary.md").read_text().count("\n| ") >= 7 and "## Ablation" in (out / "summary.md").read_text()
-    assert len(written) == 3
+    text = (out / "summary.md").read_text()
+    assert text.count("\n| ") >= 7 and "## Ablation" in text and "What the tuning cost in privacy" in text
+    assert "## Paired differences" in text and (out / "paired.csv").exists()
+    names = {p.name for p in written}
+    assert {f"{task}-smoke-{kind}.png" for kind in ("accuracy-vs-epsilon", "paired-differences",
+                                                     "accuracy-vs-upload", "curves-eps3")} < names
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was recomputed")
@@ -44,12 +60,26 @@ def test_compare_smoke_writes_tidy_results_and_resumes(task, tmp_path, monkeypat
     assert again["accuracy"].tolist() == history["accuracy"].tolist()
 
 
-def test_choose_takes_best_final_validation_accuracy_per_method():
-    rows = []
-    for lr, clip, final in ((0.1, 1.0, 0.5), (0.2, 1.0, 0.7), (0.2, 2.0, 0.7), (0.4, 1.0, 0.6)):
-        rows += [{"method": "lalora", "lr": lr, "clip_norm": clip, "round": 1, "accuracy": 0.9},
-                 {"method": "lalora", "lr": lr, "clip_norm": clip, "round": 2, "accuracy": final}]
-    assert choose(pd.DataFrame(rows)) == {"lalora": (0.2, 1.0)}  # final round counts; ties: grid order
+def test_parallel_workers_give_bit_identical_runs(tmp_path):
+    """Two worker processes and one in-process runner produce the same histories (one thread per run)."""
+    specs = [RunSpec("fmnist-swin", "smoke", m, eps, seed, 0.1, 1.0, 2, "test")
+             for m, eps in (("lalora", 3.0), ("fedlora", None)) for seed in (0, 1)]
+    with Runner(tmp_path / "a", workers=2, progress=False) as runner:
+        parallel = runner.run(specs)
+    with Runner(tmp_path / "b", workers=1, progress=False) as runner:
+        serial = runner.run(specs)
+    for p, s in zip(parallel, serial):
+        assert p["method"].iloc[0] == s["method"].iloc[0] and p["seed"].iloc[0] == s["seed"].iloc[0]
+        for column in ("accuracy", "loss", "train_loss", "epsilon_spent", "upload_bytes"):
+            assert p[column].tolist() == s[column].tolist()
+
+
+def test_run_digest_names_every_setting_that_shapes_a_run():
+    profile = get_profile("fmnist-swin", "cpu")
+    assert run_digest(profile) == run_digest(dataclasses.replace(profile, seeds=(7,), lr_grid=(1.0, 2.0)))
+    for change in ({"rounds": 3}, {"local_steps": 2}, {"lr_schedule": "constant"}, {"eval_every": 1},
+                   {"count_steps": "every-round"}, {"dirichlet_alpha": 0.5}, {"batch_size": 8}):
+        assert run_digest(dataclasses.replace(profile, **change)) != run_digest(profile), change
 
 
 def test_run_ids_are_unique_per_setting():
@@ -60,12 +90,14 @@ def test_run_ids_are_unique_per_setting():
     assert len({v.run_id for v in variants}) == len(variants)
 
 
-def test_summary_table_mean_and_std():
-    rows = [{"method": "lalora", "epsilon_target": 1.0, "seed": s, "round": r, "accuracy": acc}
-            for s, acc in ((0, 0.5), (1, 0.7)) for r in (1, 2)]
+def test_summary_table_mean_and_interval():
+    rows = [{"method": "lalora", "epsilon_target": 1.0, "seed": s, "round": r, "accuracy": acc, "upload_bytes": 10,
+             "epsilon_spent": 1.0} for s, acc in ((0, 0.5), (1, 0.7)) for r in (1, 2)]
     table = summary(pd.DataFrame(rows))
     assert table.iloc[0]["mean"] == pytest.approx(0.6) and table.iloc[0]["std"] == pytest.approx(0.141421, rel=1e-4)
-    assert "60.00 +- 14.14 (n=2)" in summary_markdown(table)
+    # t_{0.975, 1} = 12.706: half-width 12.706 * 0.1414 / sqrt(2) = 1.2706
+    assert table.iloc[0]["ci_high"] == pytest.approx(0.6 + 1.27062, rel=1e-4)
+    assert "60.0 [-67.1, 187.1] (n=2)" in summary_markdown(table)
 
 
 def test_bad_compare_inputs_fail_before_work(tmp_path, monkeypatch):
@@ -76,3 +108,5 @@ def test_bad_compare_inputs_fail_before_work(tmp_path, monkeypatch):
         compare("fmnist-swin", "smoke", epsilons=(0.0,), runs_dir=tmp_path, results_dir=tmp_path)
     with pytest.raises(ValueError, match="unknown task"):
         compare("mnist", "smoke", runs_dir=tmp_path, results_dir=tmp_path)
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        compare("fmnist-swin", "smoke", workers=-1, runs_dir=tmp_path, results_dir=tmp_path)

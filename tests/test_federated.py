@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from lalora_lite.data import dirichlet_partition, label_histogram
-from lalora_lite.federated import FederatedConfig, fedavg, run_federated, steps_per_client
+from lalora_lite.federated import FederatedConfig, fedavg, round_lr, run_federated, steps_per_client
 from lalora_lite.lora import lora_state
 from lalora_lite.tasks import digits_swin
 from lalora_lite.training import LocalConfig, evaluate
@@ -67,6 +67,8 @@ def task_factory():
     (FederatedConfig("lalora", accountant="gdp"), "unknown accountant"),
     (FederatedConfig("lalora", count_steps="sometimes"), "unknown count_steps"),
     (FederatedConfig("lalora", rounds=0), "rounds"),
+    (FederatedConfig("lalora", lr_schedule="linear"), "unknown lr_schedule 'linear'; allowed: constant, cosine"),
+    (FederatedConfig("lalora", eval_every=0), "eval_every must be >= 1"),
     (FederatedConfig("lalora", epsilon=1e-4, rounds=1000), "cannot be met"),
 ])
 def test_bad_config_fails_before_training(task_factory, cfg, message):
@@ -194,3 +196,21 @@ def test_alternating_methods_move_one_factor_at_a_time(task_factory, method):
     assert moved[1] == {"lora_A": False, "lora_B": True, "head.fc.weight": True}  # B first
     # LA-LoRA's second step trains A; RoLoRA keeps training B for the whole round
     assert moved[2]["lora_A"] == (method == "lalora")
+
+
+def test_cosine_schedule_and_sparse_evaluation(task_factory, monkeypatch):
+    cfg = FederatedConfig("lalora", rounds=4, clients_per_round=2, local=FAST, epsilon=3.0, lr_schedule="cosine",
+                          eval_every=3)
+    assert [round_lr(cfg, t) for t in range(4)] == pytest.approx([0.1, 0.1 * (1 + math.cos(math.pi / 4)) / 2,
+                                                                  0.05, 0.1 * (1 + math.cos(3 * math.pi / 4)) / 2])
+    assert round_lr(FederatedConfig("lalora", local=FAST), 7) == 0.1  # constant by default
+    seen = []
+    import lalora_lite.federated as federated
+
+    real = federated.local_update
+    monkeypatch.setattr(federated, "local_update", lambda *a, **k: seen.append(a[6].lr) or real(*a, **k))
+    task = task_factory()
+    history = run_federated(task.backbone, task.clients, task.test, cfg, progress=False)
+    assert seen == pytest.approx([round_lr(cfg, t) for t in range(4) for _ in range(2)])  # what clients trained with
+    assert history["accuracy"].isna().tolist() == [True, True, False, False]  # round 3 and the last
+    assert (history[["train_s", "setup_s"]] > 0).all().all() and (history["eval_s"] >= 0).all()

@@ -1,0 +1,93 @@
+"""Statistics of a comparison: final accuracies, t-intervals, paired differences, seeds needed.
+
+For ``n`` seeds with accuracies ``x_1..x_n`` (mean ``m``, sample std ``s``) the 95 % interval is
+``m +- t_{0.975, n-1} s / sqrt(n)``. Two methods run with the same seeds share each seed's client
+split, initialisation and client sampling, so their difference is measured per seed,
+``d_i = x_i(LA-LoRA) - x_i(baseline)``, and gets the same interval (a paired t-interval); it is
+*resolved* when that interval excludes 0. The seeds a difference ``delta`` would need at the
+measured spread ``s_d`` (two-sided 5 % test, 80 % power, normal approximation) are
+``n = ceil(((z_{0.975} + z_{0.8}) s_d / delta)^2)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import stats as st
+
+RUN_KEYS = ["method", "epsilon_target", "seed"]
+LAST_EVALUATIONS = 3  # the stability of a run: spread of its last evaluations
+
+
+def t_interval(values: np.ndarray | pd.Series, level: float = 0.95) -> tuple[float, float, float]:
+    """``(mean, low, high)``; with one value the interval is ``(nan, nan)``."""
+    x = np.asarray(values, dtype=float)
+    mean = float(x.mean())
+    if len(x) < 2:
+        return mean, math.nan, math.nan
+    half = float(st.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
+    return mean, mean - half, mean + half
+
+
+def seeds_needed(spread: float, delta: float = 0.05, level: float = 0.95, power: float = 0.8) -> int:
+    """Seeds that resolve a paired difference ``delta`` at per-seed spread ``spread`` (see module doc)."""
+    if math.isnan(spread):
+        raise ValueError("the spread of a single paired difference is unknown; run at least 2 seeds")
+    if spread == 0:
+        return 2
+    z = st.norm.ppf(0.5 + level / 2) + st.norm.ppf(power)
+    return max(2, math.ceil((z * spread / delta) ** 2))
+
+
+def final_rows(history: pd.DataFrame) -> pd.DataFrame:
+    """The last round of every run."""
+    last = history.groupby(RUN_KEYS)["round"].transform("max")
+    return history[history["round"] == last]
+
+
+def run_table(history: pd.DataFrame) -> pd.DataFrame:
+    """One row per run: final accuracy, the spread (std) of its last evaluations, total upload bytes."""
+    evaluated = history.dropna(subset=["accuracy"]).sort_values("round")
+    spread = evaluated.groupby(RUN_KEYS, sort=False)["accuracy"].apply(lambda a: a.tail(LAST_EVALUATIONS).std(ddof=1))
+    final = final_rows(history).set_index(RUN_KEYS)
+    upload = history.groupby(RUN_KEYS, sort=False)["upload_bytes"].sum()
+    table = pd.DataFrame({"accuracy": final["accuracy"], "last_spread": spread.reindex(final.index),
+                          "upload_bytes": upload.reindex(final.index), "epsilon_spent": final["epsilon_spent"]})
+    return table.reset_index()  # runs in the order they appear in ``history``
+
+
+def summary(history: pd.DataFrame) -> pd.DataFrame:
+    """Final test accuracy per method and epsilon: mean, 95 % t-interval, std, seeds, and the mean
+    spread of the runs' last evaluations (how stable a final accuracy is)."""
+    rows = []
+    for (method, eps), runs in run_table(history).groupby(["method", "epsilon_target"], sort=False):
+        mean, low, high = t_interval(runs["accuracy"])
+        rows.append({"method": method, "epsilon": eps, "mean": mean, "ci_low": low, "ci_high": high,
+                     "std": runs["accuracy"].std(ddof=1), "seeds": len(runs),
+                     "last_spread": runs["last_spread"].mean()})
+    return pd.DataFrame(rows)
+
+
+def paired_differences(history: pd.DataFrame, reference: str = "lalora", delta: float = 0.05) -> pd.DataFrame:
+    """``reference`` minus every other private method, per epsilon, over the seeds both ran: mean
+    difference, 95 % paired t-interval, whether it is resolved, and the seeds ``delta`` would need."""
+    runs = run_table(history)
+    wide = runs.pivot_table(index=["epsilon_target", "seed"], columns="method", values="accuracy")
+    if reference not in wide:
+        return pd.DataFrame()
+    rows = []
+    for eps, table in wide.groupby(level="epsilon_target"):
+        if math.isinf(eps):
+            continue
+        for baseline in (c for c in table.columns if c != reference):
+            d = (table[reference] - table[baseline]).dropna()
+            if d.empty:
+                continue
+            mean, low, high = t_interval(d)
+            spread = float(d.std(ddof=1)) if len(d) > 1 else math.nan
+            rows.append({"epsilon": eps, "baseline": baseline, "difference": mean, "ci_low": low, "ci_high": high,
+                         "seeds": len(d), "resolved": bool(low > 0 or high < 0),
+                         f"seeds_for_{round(100 * delta)}pt": seeds_needed(spread, delta) if len(d) > 1 else None})
+    return pd.DataFrame(rows)

@@ -1,0 +1,89 @@
+"""The comparison's hyper-parameter search: log grids, edge widening, scoring."""
+
+import math
+
+import pandas as pd
+import pytest
+
+from lalora_lite.experiments import search
+from lalora_lite.search import GridSearch, check_grid, score, widened
+from lalora_lite.tasks import get_profile
+
+
+def test_widened_adds_one_log_step_on_the_asked_side():
+    assert widened((0.1, 0.2, 0.4), "high") == (0.1, 0.2, 0.4, 0.8)
+    assert widened((0.1, 0.2, 0.4), "low") == (0.05, 0.1, 0.2, 0.4)
+    assert widened((1e-3, 3e-3, 9e-3), "low") == pytest.approx((3.333e-4, 1e-3, 3e-3, 9e-3))
+
+
+@pytest.mark.parametrize("bad", [(), (0.1, 0.1), (0.2, 0.1), (0.1, 0.2, 0.3), (-1.0, 1.0)])
+def test_grids_must_be_positive_and_log_spaced(bad):
+    with pytest.raises(ValueError, match="grid|lr_grid"):
+        check_grid("lr_grid", bad)
+
+
+def test_score_is_the_mean_of_the_last_two_evaluations():
+    history = pd.DataFrame({"round": [1, 2, 3, 4, 5], "accuracy": [0.9, math.nan, 0.2, math.nan, 0.4]})
+    assert score(history) == pytest.approx(0.3)
+
+
+def _scores_from(search_, surface):
+    for point in search_.pending():
+        search_.scores[point] = surface(*point)
+
+
+def test_widening_follows_the_optimum_until_it_is_interior():
+    """Best at lr 1.6 (outside the starting grid): the grid grows upwards until 1.6 is inside."""
+    s = GridSearch("lalora", 1.0, (0.1, 0.2, 0.4), (0.5, 1.0, 2.0), max_widen=3)
+
+    def surface(lr, clip):
+        return -abs(math.log2(lr / 1.6)) - abs(math.log2(clip / 1.0))
+
+    rounds = 0
+    while True:
+        _scores_from(s, surface)
+        rounds += 1
+        if not s.widen():
+            break
+    assert s.best() == (1.6, 1.0) and s.lrs == (0.1, 0.2, 0.4, 0.8, 1.6, 3.2) and s.edges() == []
+    assert rounds == 4 and s.chosen_row()["search_runs"] == 6 * 3 and s.chosen_row()["on_edge"] == ""
+
+
+def test_widening_stops_at_its_limit_and_flags_the_edge():
+    s = GridSearch("dp-lora", 2.0, (0.1, 0.2, 0.4), (0.5, 1.0, 2.0), max_widen=1)
+    for _ in range(5):
+        _scores_from(s, lambda lr, clip: clip - abs(math.log2(lr / 0.2)))  # bigger clip is always better
+        if not s.widen():
+            break
+    assert s.clips == (0.5, 1.0, 2.0, 4.0) and s.chosen_row()["on_edge"] == "clip-high"
+    assert s.chosen_row()["widenings"] == 1
+
+
+def test_ties_go_to_the_first_point_in_grid_order():
+    s = GridSearch("lalora", 1.0, (0.1, 0.2, 0.4), (0.5, 1.0, 2.0))
+    _scores_from(s, lambda lr, clip: 0.5)
+    assert s.best() == (0.1, 0.5)
+
+
+def test_search_runs_every_budget_and_widens_through_the_runner(monkeypatch):
+    """Private methods are searched at every epsilon, the non-private one over learning rates only."""
+    profile = get_profile("fmnist-swin", "cpu")
+    seen = []
+
+    class FakeRunner:
+        def run(self, specs, desc):
+            seen.extend(specs)
+            # the best point is lr 0.8 (one step above the grid), clip 1.0, for every method and budget
+            return [pd.DataFrame({"round": [40], "accuracy": [1 - (abs(math.log2(s.lr / 0.8))
+                                                                   + abs(math.log2(s.clip_norm))) / 10]})
+                    for s in specs]
+
+    searches, history = search("fmnist-swin", "cpu", profile, ("fedlora", "lalora"), (1.0, 3.0), FakeRunner())
+    assert [(s.method, s.epsilon) for s in searches] == [("fedlora", None), ("lalora", 1.0), ("lalora", 3.0)]
+    assert all(s.best()[0] == 0.8 and s.edges() == [] for s in searches)
+    assert {sp.split for sp in seen} == {"val"} and {sp.seed for sp in seen} == {0}
+    assert {sp.rounds for sp in seen} == {profile.search_rounds}
+    fedlora_runs = [sp for sp in seen if sp.method == "fedlora"]
+    assert len(fedlora_runs) == 3 + 1 + 1 and {sp.clip_norm for sp in fedlora_runs} == {profile.clip_grid[0]}
+    assert len([sp for sp in seen if sp.method == "lalora" and sp.epsilon == 1.0]) == 9 + 3 + 3
+    assert len(history) == len(seen)

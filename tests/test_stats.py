@@ -1,0 +1,63 @@
+"""Statistics of the comparison against hand-computed references."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lalora_lite.stats import paired_differences, run_table, seeds_needed, summary, t_interval
+
+
+def test_t_interval_matches_the_textbook_constant():
+    x = np.array([0.50, 0.55, 0.60, 0.65, 0.70])  # mean 0.6, sample std 0.0790569
+    mean, low, high = t_interval(x)
+    half = 2.7764451 * 0.0790569 / math.sqrt(5)  # t_{0.975, 4} from a table
+    assert mean == pytest.approx(0.6) and low == pytest.approx(0.6 - half, rel=1e-6)
+    assert high == pytest.approx(0.6 + half, rel=1e-6)
+    assert all(math.isnan(v) for v in t_interval([0.4])[1:])
+
+
+def test_seeds_needed_for_a_difference():
+    # ((1.959964 + 0.841621) * 0.10 / 0.05)^2 = 31.4 -> 32 seeds
+    assert seeds_needed(0.10, 0.05) == 32
+    assert seeds_needed(0.02, 0.05) == 2  # clamps at 2
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        seeds_needed(math.nan)
+
+
+def _history(accuracies: dict[tuple[str, float], list[float]]) -> pd.DataFrame:
+    rows = []
+    for (method, eps), values in accuracies.items():
+        for seed, acc in enumerate(values):
+            for rnd, a in ((1, math.nan), (2, 0.1), (3, acc)):
+                rows.append({"method": method, "epsilon_target": eps, "seed": seed, "round": rnd, "accuracy": a,
+                             "upload_bytes": 100, "epsilon_spent": eps})
+    return pd.DataFrame(rows)
+
+
+def test_paired_differences_use_the_same_seeds():
+    la = [0.60, 0.70, 0.50, 0.65, 0.55]
+    dp = [0.55, 0.66, 0.44, 0.61, 0.49]  # LA-LoRA is ahead by 0.04-0.06 in every seed
+    history = _history({("lalora", 1.0): la, ("dp-lora", 1.0): dp, ("fedlora", math.inf): [0.8] * 5})
+    paired = paired_differences(history)
+    assert len(paired) == 1  # the non-private reference is not paired
+    row = paired.iloc[0]
+    d = np.subtract(la, dp)
+    half = 2.7764451 * d.std(ddof=1) / math.sqrt(5)
+    assert row["baseline"] == "dp-lora" and row["difference"] == pytest.approx(d.mean())
+    assert row["ci_low"] == pytest.approx(d.mean() - half) and row["resolved"]
+    # unpaired, the same numbers would not be resolved: the seeds' spread (0.08) dwarfs the gap
+    _, low, _ = t_interval(np.array(la) - np.mean(dp))
+    assert low < 0
+    assert row["seeds_for_5pt"] == 2
+
+
+def test_run_table_and_summary_read_the_last_round_and_the_spread():
+    history = _history({("lalora", 1.0): [0.6, 0.8]})
+    runs = run_table(history)
+    assert runs["accuracy"].tolist() == [0.6, 0.8]
+    assert runs["last_spread"].tolist() == pytest.approx([np.std([0.1, 0.6], ddof=1), np.std([0.1, 0.8], ddof=1)])
+    assert (runs["upload_bytes"] == 300).all()
+    table = summary(history)
+    assert table.iloc[0]["seeds"] == 2 and table.iloc[0]["mean"] == pytest.approx(0.7)
