@@ -189,7 +189,8 @@ def paper_cost(result: dict) -> dict:
     test_examples = max(m["eval_examples"] for m in measured)
     methods = len(profile["methods"])
     grid = len(profile["lr_grid"]) * len(profile["clip_grid"])
-    search_runs = (methods - 1) * grid + len(profile["lr_grid"])  # fedlora searches lr only
+    # every private method searches its grid at every budget (no widening counted); fedlora its lrs once
+    search_runs = (methods - 1) * grid * len(profile["epsilons"]) + len(profile["lr_grid"])
     search_s = search_runs * profile["search_rounds"] * (train + per_eval_example * profile["val_size"])
     final_runs = ((methods - 1) * len(profile["epsilons"]) + 1) * len(profile["seeds"])
     final_s = final_runs * profile["rounds"] * (train + per_eval_example * test_examples)

@@ -18,7 +18,7 @@ from lalora_lite.tasks import get_profile
 @pytest.mark.parametrize("task", ["fmnist-swin", "wordnet-minilm"])
 def test_compare_smoke_writes_tidy_results_and_resumes(task, tmp_path, monkeypatch):
     runs, results, figures = tmp_path / "runs", tmp_path / "results", tmp_path / "figures"
-    history = compare(task, "smoke", runs_dir=runs, results_dir=results, progress=False)
+    history = compare(task, "smoke", runs_dir=runs, results_dir=results, progress=False, workers=1)
     out = results / task / "smoke"
     stored = pd.read_csv(out / "history.csv")
     assert set(stored["method"]) == set(METHODS)
@@ -56,7 +56,7 @@ def test_compare_smoke_writes_tidy_results_and_resumes(task, tmp_path, monkeypat
         raise AssertionError("a finished run was recomputed")
 
     monkeypatch.setattr(experiments, "run_federated", no_training)
-    again = compare(task, "smoke", runs_dir=runs, results_dir=results, progress=False)
+    again = compare(task, "smoke", runs_dir=runs, results_dir=results, progress=False, workers=1)
     assert again["accuracy"].tolist() == history["accuracy"].tolist()
 
 
