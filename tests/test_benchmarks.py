@@ -69,3 +69,29 @@ def test_paper_dry_run_on_tiny_configs(tmp_path):
         cost = r["cost"]
         assert cost["final_runs"] == (6 * 3 + 1) * 3 and cost["total_gpu_hours"] > cost["final_gpu_hours"] > 0
     assert results["cifar100-swin-b"]["methods"]["lalora"]["eval_examples"] == 40
+
+
+def test_compare_projection_counts_every_search_and_final_run():
+    """The cost projection of compare_profile.py: run counts and seconds from per-phase measurements."""
+    project = load_script("compare_profile").project
+    from lalora_lite.tasks import get_profile
+
+    p = get_profile("fmnist-swin", "cpu")
+    measured = {"methods": {m: {"setup_s": 0.0 if m == "fedlora" else 6.0, "train_s_per_round": 2.0,
+                                "eval_s": 1.0, "eval_examples": 2000} for m in p.methods}}
+    out = project(measured, "fmnist-swin", "cpu", workers=2)
+    grid = len(p.lr_grid) * len(p.clip_grid)
+    assert out["search_runs"] == 6 * grid * len(p.epsilons) + len(p.lr_grid)
+    assert out["final_runs"] == (6 * len(p.epsilons) + 1) * len(p.seeds)
+    evaluations = -(-p.rounds // p.eval_every)
+    one_final = p.rounds * 2.0 + evaluations * 1.0
+    assert out["final_worker_s"] == pytest.approx(out["final_runs"] * one_final)
+    one_search = p.search_rounds * 2.0 + evaluations * p.val_size / 2000
+    assert out["search_worker_s"] == pytest.approx(out["search_runs"] * one_search)
+    assert out["setup_worker_s"] == pytest.approx(6.0 * len(p.epsilons) * len(p.seeds) * 2)
+
+
+def test_round_skew_orders_the_dirichlet_concentrations():
+    skew = load_script("stand_in_regime").round_skew
+    skewed, mild = skew(5, 200, 0.1, 8, 4, 10), skew(5, 200, 1.0, 8, 4, 10)
+    assert 0 < mild < skewed < 0.8
