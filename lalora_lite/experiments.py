@@ -257,6 +257,14 @@ def compare(task: str, profile_name: str, methods: tuple[str, ...] | None = None
         raise ValueError(f"workers must be >= 1, got {workers}")
     profile = dataclasses_replace(profile, seeds=tuple(seeds))
 
+    if progress:
+        private = sum(get_method(m).private for m in methods)
+        grid = len(profile.lr_grid) * len(profile.clip_grid)
+        search_runs = private * grid * len(epsilons) + (len(methods) - private) * len(profile.lr_grid)
+        final_runs = (private * len(epsilons) + len(methods) - private) * len(seeds)
+        tqdm.write(f"{task} [{profile_name}]: {search_runs} search runs of {profile.search_rounds} rounds (more if a "
+                   f"grid widens), then {final_runs} final runs of {profile.rounds} rounds, on {workers} worker(s); "
+                   f"finished runs in {runs_dir} are read back (benchmarks/compare_profile.py projects the time)")
     started = time.perf_counter()
     test_labels = _built_task(task, profile_name, seeds[0]).test["labels"]
     with Runner(runs_dir, workers, device, progress) as runner:
