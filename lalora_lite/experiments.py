@@ -213,7 +213,7 @@ def search(task: str, profile_name: str, profile: Profile, methods: Sequence[str
            runner: Runner) -> tuple[list[GridSearch], pd.DataFrame]:
     """Every method's grid search at every budget (widened until no best point is on an edge)."""
     searches = [GridSearch(m, eps, profile.lr_grid, profile.clip_grid if get_method(m).private else profile.clip_grid[:1],
-                           profile.max_widen) for m in methods for eps in budgets(m, epsilons)]
+                           profile.max_widen, profile.val_size) for m in methods for eps in budgets(m, epsilons)]
     histories, open_searches, step = [], list(searches), 0
     while open_searches:
         step += 1

@@ -59,10 +59,13 @@ def test_widening_stops_at_its_limit_and_flags_the_edge():
     assert s.chosen_row()["widenings"] == 1
 
 
-def test_ties_go_to_the_first_point_in_grid_order():
+def test_exact_ties_go_to_the_most_interior_point_then_grid_order():
     s = GridSearch("lalora", 1.0, (0.1, 0.2, 0.4), (0.5, 1.0, 2.0))
     _scores_from(s, lambda lr, clip: 0.5)
-    assert s.best() == (0.1, 0.5)
+    assert s.best() == (0.2, 1.0)
+    s = GridSearch("lalora", 1.0, (0.1, 0.2, 0.4), (0.5, 1.0, 2.0))
+    _scores_from(s, lambda lr, clip: 0.5 if clip == 0.5 else 0.4)
+    assert s.best() == (0.2, 0.5)
 
 
 def test_search_runs_every_budget_and_widens_through_the_runner(monkeypatch):
@@ -87,3 +90,22 @@ def test_search_runs_every_budget_and_widens_through_the_runner(monkeypatch):
     assert len(fedlora_runs) == 3 + 1 + 1 and {sp.clip_norm for sp in fedlora_runs} == {profile.clip_grid[0]}
     assert len([sp for sp in seen if sp.method == "lalora" and sp.epsilon == 1.0]) == 9 + 3 + 3
     assert len(history) == len(seen)
+
+
+def test_ties_within_one_standard_error_go_to_the_most_interior_point():
+    """A DP ridge (only lr x clip matters): the corner wins by 0.4 points, within one standard error
+    of 1,000 validation examples (1.46 points), so the centre is chosen and nothing widens. The scores
+    are the cpu profile's DP-LoRA search at epsilon = 1 (runs/, seed 0, mean of the last two evaluations)."""
+    s = GridSearch("dp-lora", 1.0, (0.1, 0.2, 0.4), (0.5, 1.0, 2.0), val_size=1000)
+    ridge = {(0.1, 2.0): 0.693, (0.2, 1.0): 0.6895, (0.4, 0.5): 0.6845}  # lr x clip = 0.2 on the anti-diagonal
+    _scores_from(s, lambda lr, clip: ridge.get((lr, clip), 0.45))
+    assert s.tolerance() == pytest.approx(math.sqrt(0.693 * 0.307 / 1000))
+    assert s.best() == (0.2, 1.0) and s.edges() == [] and not s.widen()
+    # without a validation size there is no tolerance: the corner wins and the grid widens
+    strict = GridSearch("dp-lora", 1.0, (0.1, 0.2, 0.4), (0.5, 1.0, 2.0))
+    _scores_from(strict, lambda lr, clip: ridge.get((lr, clip), 0.45))
+    assert strict.best() == (0.1, 2.0) and strict.widen()
+    # a clearly better edge point is still chosen (and widened)
+    clear = GridSearch("dp-lora", 1.0, (0.1, 0.2, 0.4), (0.5, 1.0, 2.0), val_size=1000)
+    _scores_from(clear, lambda lr, clip: 0.75 if (lr, clip) == (0.4, 2.0) else 0.6)
+    assert clear.best() == (0.4, 2.0) and clear.edges() == ["lr-high", "clip-high"]
