@@ -96,8 +96,11 @@ def tuning_cost(meta: dict, chosen: pd.DataFrame) -> str:
             "numbers here are, like the paper's, tuned-on-private-data results.")
 
 
-def _line(ax: plt.Axes, y: float, label: str, **kw: object) -> None:
-    ax.axhline(100 * y, label=label, **{**CHANCE_STYLE, **kw})
+def _reference_lines(ax: plt.Axes, meta: dict) -> None:
+    """The test split's majority-class and chance accuracy (when the results record them)."""
+    if "test_majority" in meta:
+        ax.axhline(100 * meta["test_majority"], label="majority class", **{**CHANCE_STYLE, "color": "grey", "ls": ":"})
+        ax.axhline(100 * meta["test_chance"], label="chance", **CHANCE_STYLE)
 
 
 def plot_accuracy_vs_epsilon(runs: pd.DataFrame, meta: dict, title: str, path: Path) -> None:
@@ -123,9 +126,7 @@ def plot_accuracy_vs_epsilon(runs: pd.DataFrame, meta: dict, title: str, path: P
             mean, low, high = t_interval(reference["acc"])
             ax.axhspan(low if low == low else mean, high if high == high else mean, color=color("fedlora"), alpha=0.08)
             ax.axhline(mean, label="fedlora (no DP)", **style("fedlora"))
-        if "test_majority" in meta:
-            _line(ax, meta["test_majority"], "majority class", color="grey", ls=":")
-            _line(ax, meta["test_chance"], "chance")
+        _reference_lines(ax, meta)
         ax.set(xlabel="epsilon (delta = 1e-5)", ylabel="final test accuracy (%)", title=name)
         ax.legend(fontsize=7, loc="lower right")
     fig.suptitle(_wrap(title), fontsize=9)
@@ -178,9 +179,7 @@ def plot_curves(history: pd.DataFrame, epsilon: float, meta: dict, title: str, p
     for method, rows in data.groupby("method", sort=False):
         sns.lineplot(data=rows, x="round", y="acc", errorbar=lambda x: t_interval(x)[1:], label=method,
                      color=color(method), linestyle=style(method)["ls"], marker=MARKERS[style(method)["ls"]], ax=ax)
-    if "test_majority" in meta:
-        _line(ax, meta["test_majority"], "majority class", color="grey", ls=":")
-        _line(ax, meta["test_chance"], "chance")
+    _reference_lines(ax, meta)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(xlabel="round", ylabel="test accuracy (%)", title=_wrap(title))
     ax.title.set_fontsize(9)
@@ -194,12 +193,12 @@ def _save(fig: plt.Figure, path: Path) -> None:
     plt.close(fig)
 
 
-def write_summary(folder: Path, history: pd.DataFrame, meta: dict, chosen: pd.DataFrame | None) -> Path:
+def write_summary(folder: Path, history: pd.DataFrame, paired: pd.DataFrame, meta: dict,
+                  chosen: pd.DataFrame | None) -> Path:
     """``summary.csv``, ``paired.csv`` and ``summary.md`` (tables, readings' raw material, tuning cost)."""
     task, profile = folder.parent.name, folder.name
     table = summary(history)
     table.to_csv(folder / "summary.csv", index=False)
-    paired = paired_differences(history)
     paired.to_csv(folder / "paired.csv", index=False)
     parts = [f"# {task} ({profile} profile)", _description(task),
              "Final test accuracy (%): mean [95 % t-interval] (n seeds). "
@@ -232,13 +231,13 @@ def redraw(results_dir: Path = Path("results"), figures_dir: Path = Path("figure
         task, profile = folder.parent.name, folder.name
         meta = json.loads((folder / "meta.json").read_text()) if (folder / "meta.json").exists() else {}
         chosen = pd.read_csv(folder / "chosen.csv") if (folder / "chosen.csv").exists() else None
-        written.append(write_summary(folder, history, meta, chosen))
+        paired = paired_differences(history)
+        written.append(write_summary(folder, history, paired, meta, chosen))
         runs = run_table(history)
         label = f"{_description(task)}\n[{profile} profile]"
         stem = figures_dir / f"{task}-{profile}"
         plot_accuracy_vs_epsilon(runs, meta, label, written_path := Path(f"{stem}-accuracy-vs-epsilon.png"))
         written.append(written_path)
-        paired = paired_differences(history)
         if not paired.empty:
             plot_paired_differences(paired, runs, label, written_path := Path(f"{stem}-paired-differences.png"))
             written.append(written_path)
