@@ -2,7 +2,8 @@
 
 ``run``: one run of ``--method`` on a task's validation split (seed 0, one thread), with the given
 rounds, local steps, learning rate, clip norm and schedule, noise calibrated for the expected steps;
-prints the accuracy at every evaluation (every ``--eval-every`` rounds).
+prints the accuracy at every evaluation (every ``--eval-every`` rounds). ``--set field=value``
+replaces a field of the task's cpu profile first (data sizes, batch size, optimizer, rank, ...).
 
 ``skew``: how far a round's label mix is from the uniform one when ``m`` of ``N`` Dirichlet-split
 clients are averaged with equal weights (mean total-variation distance over 5 splits x 50 rounds),
@@ -10,12 +11,15 @@ for the paper's CIFAR-100 shape and for the stand-ins.
 
 Usage (the README quotes these):
   python benchmarks/stand_in_regime.py run --method fedlora --rounds 40 --steps 10 --lr 0.3 --schedule cosine
+  python benchmarks/stand_in_regime.py run --task wordnet-minilm --method lalora --epsilon 3 --set train_size=40000
   python benchmarks/stand_in_regime.py skew
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
+import dataclasses
 import time
 
 import numpy as np
@@ -23,14 +27,28 @@ import torch
 
 from lalora_lite.data import dirichlet_partition
 from lalora_lite.federated import FederatedConfig, run_federated, sample_clients
-from lalora_lite.tasks import build_task, get_profile
+from lalora_lite.profiles import Profile
+from lalora_lite.tasks import get_profile, get_task
 from lalora_lite.training import LocalConfig
+
+
+def with_settings(profile: Profile, settings: list[str]) -> Profile:
+    """``profile`` with ``field=value`` items applied (values as Python literals, e.g. ``rank=4``)."""
+    fields = {f.name for f in dataclasses.fields(Profile)}
+    changes = {}
+    for item in settings:
+        name, sep, value = item.partition("=")
+        if not sep or name not in fields:
+            raise SystemExit(f"--set {item!r}: expected field=value with field one of {', '.join(sorted(fields))}")
+        changes[name] = ast.literal_eval(value) if value[:1] in "0123456789-.([{" else value
+    return dataclasses.replace(profile, **changes)
 
 
 def run(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
-    profile = get_profile(args.task, "cpu")
-    task = build_task(args.task, "cpu", 0)
+    profile = with_settings(get_profile(args.task, "cpu"), args.set)
+    spec = get_task(args.task)
+    task = spec.builder(spec, profile, 0)
     local = LocalConfig(local_steps=args.steps, batch_size=profile.batch_size, lr=args.lr, clip_norm=args.clip,
                         optimizer=profile.optimizer)
     cfg = FederatedConfig(args.method, rounds=args.rounds, clients_per_round=profile.clients_per_round, local=local,
@@ -38,8 +56,8 @@ def run(args: argparse.Namespace) -> None:
                           eval_every=args.eval_every, seed=0)
     start = time.perf_counter()
     history = run_federated(task.backbone, task.clients, task.val, cfg, progress=False).dropna(subset=["accuracy"])
-    print(f"{args.task} {args.method} eps={args.epsilon} rounds={args.rounds} steps={args.steps} lr={args.lr} "
-          f"clip={args.clip} {args.schedule}: {time.perf_counter() - start:.0f} s")
+    print(f"{args.task} {' '.join(args.set)} {args.method} eps={args.epsilon} rounds={args.rounds} steps={args.steps} "
+          f"lr={args.lr} clip={args.clip} {args.schedule}: {time.perf_counter() - start:.0f} s")
     print("validation accuracy by round:", {int(r): round(a, 3) for r, a in zip(history["round"], history["accuracy"])})
 
 
@@ -77,6 +95,8 @@ def main() -> None:
     one.add_argument("--clip", type=float, default=1.0)
     one.add_argument("--schedule", default="cosine", choices=["constant", "cosine"])
     one.add_argument("--eval-every", type=int, default=3)
+    one.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                     help="replace a field of the cpu profile (repeatable)")
     one.set_defaults(func=run)
     sub.add_parser("skew").set_defaults(func=skew)
     args = parser.parse_args()

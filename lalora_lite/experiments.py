@@ -93,12 +93,16 @@ def resolve_device(name: str) -> torch.device:
 
 
 SEARCH_ONLY = ("lr_grid", "clip_grid", "search_rounds", "epsilons", "seeds", "methods", "max_widen")
+# Raised whenever a code change alters what a run with unchanged settings computes, so that runs
+# stored by older code are not read back. 2: the server stops picking clients whose budget is spent.
+RUN_FORMAT = 2
 
 
 def run_digest(profile: Profile) -> str:
-    """8 hex digits naming every profile setting that shapes a single run (data, federation, training),
-    so that a stored run made under other settings is never read back as this one."""
-    shaping = {k: v for k, v in sorted(profile.__dict__.items()) if k not in SEARCH_ONLY}
+    """8 hex digits naming every profile setting that shapes a single run (data, federation, training)
+    and :data:`RUN_FORMAT`, so that a stored run made under other settings or by older code is never
+    read back as this one."""
+    shaping = {k: v for k, v in sorted(profile.__dict__.items()) if k not in SEARCH_ONLY} | {"format": RUN_FORMAT}
     return hashlib.sha256(json.dumps(shaping, default=str).encode()).hexdigest()[:8]
 
 

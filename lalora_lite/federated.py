@@ -19,6 +19,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -109,8 +110,8 @@ def steps_per_client(cfg: FederatedConfig, num_clients: int) -> int:
     """Noisy steps the accountant budgets for one client.
 
     ``every-round``: ``rounds * K`` (conservative: as if picked every round).
-    ``expected``: ``ceil(rounds * m / N) * K``; clients picked more often than that stop
-    training when their budget is spent.
+    ``expected``: ``ceil(rounds * m / N) * K``; the server stops picking a client whose budget
+    is spent (:func:`sample_clients`), so every round stays full while budget remains.
     """
     rounds = cfg.rounds if cfg.count_steps == "every-round" else math.ceil(cfg.rounds * cfg.clients_per_round / num_clients)
     return rounds * cfg.local.local_steps
@@ -153,13 +154,58 @@ def make_ledgers(cfg: FederatedConfig, client_sizes: Sequence[int]) -> list[Priv
 
 
 def sample_clients(seed: int, round_index: int, num_clients: int, k: int) -> list[int]:
-    """The ``k`` clients of round ``round_index`` (0-based), in increasing order.
-
-    A pure function of ``(seed, round)``: it consumes no global random stream, so the
-    simulator and the Flower server (:mod:`lalora_lite.flower`) pick the same clients.
-    """
+    """``k`` of ``num_clients`` clients drawn uniformly without replacement for round ``round_index``
+    (0-based), in increasing order: a pure function of ``(seed, round)`` that consumes no global
+    random stream. :func:`client_schedule` makes the same draw while no client's budget binds."""
     chosen = np.random.default_rng([seed, round_index]).choice(num_clients, k, replace=False)
     return sorted(int(i) for i in chosen)
+
+
+def _fillable(left: np.ndarray, rounds: int, k: int) -> int:
+    """Most client-rounds that ``rounds`` rounds of at most ``k`` distinct clients can hold when
+    client ``i`` may train ``left[i]`` more rounds: ``min(k T, sum_i min(left_i, T))`` (McNaughton's
+    wrap-around filling attains it)."""
+    return min(k * rounds, int(np.minimum(left, rounds).sum()))
+
+
+@lru_cache(maxsize=64)
+def client_schedule(seed: int, rounds: int, num_clients: int, k: int, rounds_per_client: int) -> tuple[tuple[int, ...], ...]:
+    """The clients of every round when each client's budget covers ``rounds_per_client`` rounds.
+
+    Round ``t`` draws ``k`` clients uniformly without replacement among those with budget left
+    (all of them if fewer), with a generator seeded by ``(seed, t)``, and redraws while a draw
+    would leave fewer client-rounds fillable than before (e.g. two clients left with budget for
+    several rounds each, but one round to share). Rounds therefore stay full while the budgets
+    allow, and no client is picked to sit idle. The draws depend on earlier draws only, never on
+    data, so each client's privacy analysis (its own ledger) is unchanged; while no budget binds
+    round ``t`` is exactly :func:`sample_clients` ``(seed, t)``. The simulator and the Flower server
+    (:mod:`lalora_lite.flower`) both use it.
+    """
+    left = np.full(num_clients, rounds_per_client)
+    schedule = []
+    for t in range(rounds):
+        rng = np.random.default_rng([seed, t])
+        eligible = np.flatnonzero(left > 0)
+        size = min(k, len(eligible))
+        best = _fillable(left, rounds - t, k)
+        for _ in range(1000):
+            chosen = rng.choice(eligible, size, replace=False)
+            after = left.copy()
+            after[chosen] -= 1
+            if size + _fillable(after, rounds - t - 1, k) == best:
+                break
+        else:  # never seen in practice; the clients with the most budget left keep the schedule full
+            chosen = eligible[np.argsort(-left[eligible], kind="stable")[:size]]
+        left[chosen] -= 1
+        schedule.append(tuple(sorted(int(i) for i in chosen)))
+    return tuple(schedule)
+
+
+def round_clients(cfg: FederatedConfig, round_index: int, num_clients: int) -> list[int]:
+    """The clients the server asks to train in round ``round_index``: :func:`client_schedule` with
+    the rounds each client's budget covers (:func:`steps_per_client`; all of them without DP)."""
+    budget = steps_per_client(cfg, num_clients) // cfg.local.local_steps if cfg.epsilon is not None else cfg.rounds
+    return list(client_schedule(cfg.seed, cfg.rounds, num_clients, cfg.clients_per_round, budget)[round_index])
 
 
 @dataclass
@@ -379,7 +425,7 @@ def run_federated(
     for t in bar:
         t0 = time.perf_counter()
         results, weights = [], []
-        for c in sample_clients(cfg.seed, t, len(clients), cfg.clients_per_round):
+        for c in round_clients(cfg, t, len(clients)):
             load_lora_state(model, server.global_state)
             ledger = server.ledgers[c] if server.ledgers is not None else None
             results.append(train_client(model, params, head, clients[c], cfg, t, c, ledger))

@@ -6,7 +6,7 @@ two runtimes agree bit for bit on a CPU:
 
 * :func:`~lalora_lite.federated.train_client`: a client's whole round (ledger, seeding by
   ``(seed, round, client)``, :func:`~lalora_lite.training.local_update`, what it uploads);
-* :func:`~lalora_lite.federated.sample_clients`: the server's seeded choice of clients;
+* :func:`~lalora_lite.federated.round_clients`: the server's seeded choice of clients (budget-aware);
 * :func:`~lalora_lite.federated.aggregate` (FedAvg in increasing client order), the history row
   and the :class:`~lalora_lite.federated.Checkpoint` format (a Flower run's checkpoint can be
   read, and resumed, by the simulator and vice versa).
@@ -56,7 +56,7 @@ from .federated import (
     client_ledger,
     evaluate_global,
     round_row,
-    sample_clients,
+    round_clients,
     train_client,
     validate,
 )
@@ -197,7 +197,7 @@ class SeededFedAvg(FedAvg):
     """FedAvg that picks, averages and checkpoints exactly as :func:`run_federated` does.
 
     Each round it asks every node for its ``partition-id`` (so restarted nodes are found under their
-    new node id), sends the round's message to the clients :func:`sample_clients` picks, resends to
+    new node id), sends the round's message to the clients :func:`round_clients` picks, resends to
     any client whose reply did not come (a resent request is answered from the client's stored
     reply), averages the uploads in increasing client order with the simulator's FedAvg, evaluates
     centrally and saves a :class:`Checkpoint`.
@@ -265,11 +265,10 @@ class SeededFedAvg(FedAvg):
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                         grid: Grid) -> list[Message]:
         self._grid, self._started = grid, time.perf_counter()
-        return self._train_messages(grid, sample_clients(self.cfg.seed, self.state.round, self.num_clients,
-                                                         self.cfg.clients_per_round))
+        return self._train_messages(grid, round_clients(self.cfg, self.state.round, self.num_clients))
 
     def aggregate_train(self, server_round: int, replies) -> tuple[ArrayRecord, MetricRecord]:
-        chosen = sample_clients(self.cfg.seed, self.state.round, self.num_clients, self.cfg.clients_per_round)
+        chosen = round_clients(self.cfg, self.state.round, self.num_clients)
         by_client: dict[int, Message] = {}
         for attempt in range(self.retries + 1):
             for reply in replies:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from lalora_lite.federated import sample_clients
+from lalora_lite.federated import client_schedule
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "examples" / "flower_app"
@@ -70,7 +70,8 @@ def main() -> int:
         parser.error(f"--kill-after must be in [1, {args.rounds - 1}], got {args.kill_after}")
     # the seeded schedule is known in advance: kill a node that is idle until the round after next, so the
     # kill never hits a training client (its reply would be waited for until the reply timeout)
-    schedule = [sample_clients(SEED, t, args.clients, CLIENTS_PER_ROUND) for t in range(args.rounds)]
+    # (every-round counting: no budget binds, so the server's schedule is the plain seeded draw)
+    schedule = client_schedule(SEED, args.rounds, args.clients, CLIENTS_PER_ROUND, args.rounds)
     fits = [c for c in range(args.clients) if any(c in schedule[t] for t in range(args.kill_after))
             and c not in schedule[args.kill_after] and any(c in s for s in schedule[args.kill_after + 1:])]
     if args.kill_client is None and not fits:
@@ -93,7 +94,7 @@ def main() -> int:
     task_kwargs = {"num_clients": args.clients, "seed": 0, "pretrain_steps": 30}
     run_config = {"task-kwargs": json.dumps(task_kwargs), "rounds": args.rounds, "threads": 1,
                   "checkpoint": str(checkpoint), "reply-timeout": 120.0, "seed": SEED,
-                  "clients-per-round": CLIENTS_PER_ROUND}
+                  "clients-per-round": CLIENTS_PER_ROUND, "count-steps": "every-round"}
     procs: dict[str, subprocess.Popen] = {}
     run_id = ""
 

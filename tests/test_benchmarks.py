@@ -95,3 +95,15 @@ def test_round_skew_orders_the_dirichlet_concentrations():
     skew = load_script("stand_in_regime").round_skew
     skewed, mild = skew(5, 200, 0.1, 8, 4, 10), skew(5, 200, 1.0, 8, 4, 10)
     assert 0 < mild < skewed < 0.8
+
+
+def test_regime_settings_replace_profile_fields_and_reject_unknown_ones():
+    with_settings = load_script("stand_in_regime").with_settings
+    from lalora_lite.tasks import get_profile
+
+    base = get_profile("wordnet-minilm", "cpu")
+    changed = with_settings(base, ["train_size=40000", "optimizer=sgd", "lr_grid=(0.1, 0.2)"])
+    assert (changed.train_size, changed.optimizer, changed.lr_grid) == (40_000, "sgd", (0.1, 0.2))
+    assert changed.val_size == base.val_size
+    with pytest.raises(SystemExit, match="trainsize"):
+        with_settings(base, ["trainsize=4"])

@@ -5,7 +5,15 @@ import pytest
 import torch
 
 from lalora_lite.data import dirichlet_partition, label_histogram
-from lalora_lite.federated import FederatedConfig, fedavg, round_lr, run_federated, steps_per_client
+from lalora_lite.federated import (
+    FederatedConfig,
+    client_schedule,
+    fedavg,
+    round_lr,
+    run_federated,
+    sample_clients,
+    steps_per_client,
+)
 from lalora_lite.lora import lora_state
 from lalora_lite.tasks import digits_swin
 from lalora_lite.training import LocalConfig, evaluate
@@ -115,22 +123,40 @@ def test_private_run_respects_budget_and_trains_only_scheduled_factors(task_fact
         assert changed == (not name.endswith("lora_A")), name  # FFA-LoRA never moves A
 
 
-def test_expected_step_count_stops_clients_at_their_budget(task_factory):
+def test_client_schedule_is_uniform_until_a_budget_binds():
+    # without a binding budget: k of N uniformly with numpy's default_rng([seed, t]) (the reference draw)
+    free = client_schedule(3, 40, 8, 4, rounds_per_client=40)
+    for t in (0, 7, 39):
+        reference = sorted(np.random.default_rng([3, t]).choice(8, 4, replace=False))
+        assert list(free[t]) == reference == sample_clients(3, t, 8, 4)
+    for seed in range(20):  # 40 rounds x 4 of 8 clients, budget for 20 rounds each
+        schedule = client_schedule(seed, 40, 8, 4, rounds_per_client=20)
+        assert all(len(c) == 4 == len(set(c)) for c in schedule)  # every round full
+        assert np.bincount(np.concatenate(schedule), minlength=8).tolist() == [20] * 8  # every budget spent
+        first_binding = next((t for t in range(40) if list(schedule[t]) != sample_clients(seed, t, 8, 4)), 40)
+        assert first_binding >= 20  # identical to the uniform draws until some client has trained 20 rounds
+    uniform = np.concatenate([sample_clients(1, t, 8, 4) for t in range(40)])
+    assert np.bincount(uniform, minlength=8).max() > 20  # uniform picks over-pick (so the rule did act)
+    # less budget than rounds x k: rounds shrink only when fewer than k clients have budget left
+    short = client_schedule(2, 6, 5, 3, rounds_per_client=2)
+    assert np.bincount(np.concatenate([np.array(c, int) for c in short]), minlength=5).tolist() == [2] * 5
+    assert [len(c) for c in short] == [3, 3, 3, 1, 0, 0]
+
+
+def test_expected_step_count_keeps_rounds_full_and_spends_every_budget(task_factory):
     task = task_factory()
     local = LocalConfig(local_steps=2, batch_size=16, lr=0.05)
     cfg = FederatedConfig("lalora", rounds=8, clients_per_round=3, local=local, epsilon=3.0, count_steps="expected")
     history = run_federated(task.backbone, task.clients, task.test, cfg, progress=False)
-    # the sampling rule: round t picks clients with numpy's default_rng([seed, t])
+    budget_rounds = math.ceil(8 * 3 / 4)  # 6 rounds of 2 steps per client: 4 x 6 = 8 x 3 picks
     picks = np.zeros(4, int)
     for t in range(8):
         picks[np.random.default_rng([0, t]).choice(4, 3, replace=False)] += 1
-    budget_rounds = math.ceil(8 * 3 / 4)  # 6 rounds of 2 steps per client
-    assert picks.max() > budget_rounds  # this seed does over-pick a client...
-    expected_steps = int(np.minimum(picks, budget_rounds).sum()) * 2
-    assert history["local_steps"].sum() == expected_steps  # ...which stops when its budget is spent
-    assert (history["clients"] < 3).any()
-    assert (history["epsilon_spent"] <= 3.0).all()
-    assert history["epsilon_spent"].iloc[-1] > 2.9  # the over-picked client spent (almost) all of it
+    assert picks.max() > budget_rounds  # uniform picks would over-pick a client with this seed...
+    assert (history["clients"] == 3).all()  # ...the server picks only clients with budget left
+    assert history["local_steps"].sum() == 4 * budget_rounds * 2
+    assert (history["epsilon_spent"] <= 3.0 + 1e-9).all()
+    assert history["epsilon_spent"].iloc[-1] > 2.95  # every client spent (almost) all of its budget
 
 
 def test_upload_sizes_follow_the_method(task_factory):

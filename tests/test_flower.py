@@ -18,7 +18,14 @@ try:
 except ImportError as err:  # the suite installs it (scripts/test.sh); say how, rather than skip
     raise ImportError("the Flower tests need the extra: LALORA_EXTRAS=flower bash scripts/setup.sh") from err
 
-from lalora_lite.federated import Checkpoint, ClientResult, FederatedConfig, run_federated  # noqa: E402
+from lalora_lite.federated import (  # noqa: E402
+    Checkpoint,
+    ClientResult,
+    FederatedConfig,
+    round_clients,
+    run_federated,
+    sample_clients,
+)
 from lalora_lite.flower import (  # noqa: E402
     ServerSetup,
     _client_state,
@@ -47,8 +54,9 @@ def tiny_task(ctx=None):
 
 
 def test_flower_simulation_is_bit_identical_to_run_federated(tmp_path):
-    """4 clients, 4 rounds, 2 per round; budgets for the expected share of steps, so client 3 (picked in
-    rounds 1, 2 and 4) has spent its budget in round 4 and must sit out in both runtimes."""
+    """4 clients, 4 rounds, 2 per round; budgets for the expected share of steps (2 rounds each). The
+    uniform draw would pick client 3 in rounds 1, 2 and 4; its budget is spent after round 2, so both
+    runtimes' servers must pick someone else in round 4."""
     from flwr.simulation import run_simulation
 
     cfg = FederatedConfig("lalora", rounds=4, clients_per_round=2, epsilon=3.0, count_steps="expected",
@@ -67,8 +75,9 @@ def test_flower_simulation_is_bit_identical_to_run_federated(tmp_path):
     assert flower.ledgers == local.ledgers
     assert [r["accuracy"] for r in flower.history] == [r["accuracy"] for r in local.history]
     assert [r["epsilon_spent"] for r in flower.history] == [r["epsilon_spent"] for r in local.history]
-    assert local.history[3]["clients"] == 1  # the sit-out happened (and was reproduced)
-    assert [r["clients"] for r in flower.history] == [r["clients"] for r in local.history]
+    assert 3 in sample_clients(cfg.seed, 3, 4, 2) and 3 not in round_clients(cfg, 3, 4)  # the budget binds...
+    assert [r["clients"] for r in flower.history] == [r["clients"] for r in local.history] == [2, 2, 2, 2]
+    assert [ledger["steps"] for ledger in local.ledgers] == [6] * 4  # ...and every client spent its budget
 
 
 def test_flower_simulation_of_the_non_private_method_matches_too(tmp_path):
