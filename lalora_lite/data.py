@@ -2,7 +2,8 @@
 
 A dataset here is ``dict[str, Tensor]`` whose tensors share their first dimension
 (examples): ``{"pixel_values": (N, C, H, W), "labels": (N,)}`` for images,
-``{"input_ids": (N, L), "attention_mask": (N, L), "labels": (N,)}`` for text.
+``{"input_ids": (N, L), "attention_mask": (N, L), "labels": (N,)}`` for text
+(``{"hidden_states": (N, L, d), ...}`` when frozen bottom layers are cached: :mod:`.prefix`).
 """
 
 from __future__ import annotations

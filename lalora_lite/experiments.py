@@ -15,6 +15,7 @@ finished run is never recomputed and an interrupted one resumes. Tidy results go
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import math
@@ -94,15 +95,20 @@ def resolve_device(name: str) -> torch.device:
 
 SEARCH_ONLY = ("lr_grid", "clip_grid", "search_rounds", "epsilons", "seeds", "methods", "max_widen")
 # Raised whenever a code change alters what a run with unchanged settings computes, so that runs
-# stored by older code are not read back. 2: the server stops picking clients whose budget is spent.
-RUN_FORMAT = 2
+# stored by older code are not read back. 2: the server stops picking clients whose budget is spent;
+# 3: a Hugging Face model's fresh head is drawn from the run's seed.
+RUN_FORMAT = 3
 
 
 def run_digest(profile: Profile) -> str:
     """8 hex digits naming every profile setting that shapes a single run (data, federation, training)
     and :data:`RUN_FORMAT`, so that a stored run made under other settings or by older code is never
-    read back as this one."""
-    shaping = {k: v for k, v in sorted(profile.__dict__.items()) if k not in SEARCH_ONLY} | {"format": RUN_FORMAT}
+    read back as this one. Settings at their declared default are left out: adding a new setting to
+    :class:`Profile` does not orphan the runs already stored (changing a default must raise
+    :data:`RUN_FORMAT`)."""
+    defaults = {f.name: f.default for f in dataclasses.fields(Profile)}
+    shaping = {k: v for k, v in sorted(profile.__dict__.items()) if k not in SEARCH_ONLY and v != defaults[k]}
+    shaping["format"] = RUN_FORMAT
     return hashlib.sha256(json.dumps(shaping, default=str).encode()).hexdigest()[:8]
 
 

@@ -114,8 +114,9 @@ def minilm(num_labels: int) -> Backbone:
 
 
 def forward_logits(model: nn.Module, batch: Dataset) -> torch.Tensor:
-    """Logits ``(b, classes)`` for a batch dict (images or token ids; ``labels`` ignored)."""
+    """Logits ``(b, classes)`` for a batch dict (images, token ids or cached hidden states of
+    :mod:`lalora_lite.prefix`; ``labels`` ignored)."""
     if "pixel_values" in batch:
         return model(batch["pixel_values"])
-    inputs = {k: v for k, v in batch.items() if k != "labels"}
-    return model(**inputs).logits
+    out = model(**{k: v for k, v in batch.items() if k != "labels"})
+    return out if isinstance(out, torch.Tensor) else out.logits

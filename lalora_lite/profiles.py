@@ -62,4 +62,5 @@ class Profile:
     # task-specific
     pretrain_steps: int = 0  # vision stand-in: non-private public pretraining
     max_length: int = 32  # text: tokens per example
+    frozen_layers: int = 0  # text: bottom layers without LoRA, computed once per example (lalora_lite.prefix)
     delta: float = 1e-5

@@ -35,6 +35,7 @@ from .loaders import (
 )
 from .lora import inject_lora
 from .models import Backbone, hf_classifier, minilm, minilm_path, tiny_swin, timm_swin, with_preprocessing
+from .prefix import TopEncoder, encode_prefix
 from .profiles import Profile
 from .training import pretrain
 
@@ -95,6 +96,14 @@ def _adapt(backbone: Backbone, profile: Profile, num_classes: int, seed: int) ->
     net = backbone.model.net if hasattr(backbone.model, "net") else backbone.model
     if hasattr(net, "reset_classifier"):
         net.reset_classifier(num_classes)
+    else:  # a Hugging Face head was drawn from whatever the global generator held when it was loaded
+        std = backbone.model.config.initializer_range
+        for name in backbone.head:
+            for layer in backbone.model.get_submodule(name).modules():
+                if isinstance(layer, torch.nn.Linear):
+                    torch.nn.init.normal_(layer.weight, std=std)
+                    if layer.bias is not None:
+                        torch.nn.init.zeros_(layer.bias)
     inject_lora(backbone.model, backbone.targets, rank=profile.rank, alpha=profile.lora_alpha, head=backbone.head)
     return backbone
 
@@ -182,6 +191,11 @@ def _build_wordnet_minilm(spec: TaskSpec, profile: Profile, seed: int) -> Task:
     test = subset(pool, order[: profile.test_size])  # fixed test set; the rest is the private pool
     clients, val = _split_pool(subset(pool, order[profile.test_size :]), profile, seed)
     backbone = minilm(WORDNET_CLASSES)
+    if profile.frozen_layers:  # the frozen bottom layers run once over every example (lalora_lite.prefix)
+        layers = profile.frozen_layers
+        clients = [encode_prefix(backbone.model, c, layers) for c in clients]
+        val, test = encode_prefix(backbone.model, val, layers), encode_prefix(backbone.model, test, layers)
+        backbone = Backbone(TopEncoder(backbone.model, layers), backbone.head, backbone.targets)
     return Task(spec.name, spec.description, _adapt(backbone, profile, WORDNET_CLASSES, seed), clients, val, test, names)
 
 

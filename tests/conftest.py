@@ -57,3 +57,33 @@ def text_batch() -> dict[str, torch.Tensor]:
         "attention_mask": mask,
         "labels": torch.randint(0, 3, (6,), generator=g),
     }
+
+
+def tiny_bert(num_labels: int = 3, seed: int = 0):
+    """A randomly initialised 3-layer ``BertForSequenceClassification`` (pooler + classifier, as MiniLM)."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64, num_labels=num_labels,
+                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    return BertForSequenceClassification(config)
+
+
+@pytest.fixture
+def top_bert() -> Backbone:
+    """The top layer of a tiny BERT on cached hidden states of its bottom 2 layers (lalora_lite.prefix)."""
+    from lalora_lite.lora import BERT_TARGETS
+    from lalora_lite.prefix import TopEncoder
+
+    backbone = Backbone(TopEncoder(tiny_bert(), frozen_layers=2), ("classifier",), BERT_TARGETS)
+    inject_lora(backbone.model, backbone.targets, rank=4, alpha=8, head=backbone.head)
+    _randomise_b(backbone)
+    return backbone
+
+
+@pytest.fixture
+def prefix_batch(text_batch) -> dict[str, torch.Tensor]:
+    from lalora_lite.prefix import encode_prefix
+
+    return encode_prefix(tiny_bert(), text_batch, frozen_layers=2)

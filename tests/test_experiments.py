@@ -78,8 +78,10 @@ def test_run_digest_names_every_setting_that_shapes_a_run():
     profile = get_profile("fmnist-swin", "cpu")
     assert run_digest(profile) == run_digest(dataclasses.replace(profile, seeds=(7,), lr_grid=(1.0, 2.0)))
     for change in ({"rounds": 3}, {"local_steps": 2}, {"lr_schedule": "constant"}, {"eval_every": 1},
-                   {"count_steps": "every-round"}, {"dirichlet_alpha": 0.5}, {"batch_size": 8}):
+                   {"count_steps": "every-round"}, {"dirichlet_alpha": 0.5}, {"batch_size": 8}, {"frozen_layers": 4}):
         assert run_digest(dataclasses.replace(profile, **change)) != run_digest(profile), change
+    # a setting at its declared default is left out, so adding a setting does not rename stored runs
+    assert run_digest(dataclasses.replace(profile, frozen_layers=0)) == run_digest(profile)
 
 
 def test_run_ids_are_unique_per_setting():

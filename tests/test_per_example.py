@@ -24,11 +24,14 @@ def reference_per_example(model, batch, active):
     return {n: torch.stack([g[n] for g in per]) for n in active}
 
 
-@pytest.mark.parametrize("family", ["swin", "roberta"])
+BATCHES = {"swin": "image_batch", "roberta": "text_batch", "top_bert": "prefix_batch"}
+
+
+@pytest.mark.parametrize("family", list(BATCHES))
 @pytest.mark.parametrize("factors", [{"A"}, {"B"}, {"A", "B"}])
 def test_matches_torch_func_reference(request, family, factors):
     backbone = request.getfixturevalue(family)
-    batch = request.getfixturevalue("image_batch" if family == "swin" else "text_batch")
+    batch = request.getfixturevalue(BATCHES[family])
     model = backbone.model.eval()
     params = trainable_parameters(model, backbone.head)
     active = set_active(params, factors)
