@@ -33,7 +33,15 @@ from pathlib import Path
 import torch
 
 from lalora_lite import accounting
-from lalora_lite.experiments import RUN_THREADS, Runner, RunSpec, _built_task, federated_config, torch_threads
+from lalora_lite.experiments import (
+    RUN_THREADS,
+    Runner,
+    RunSpec,
+    _built_task,
+    federated_config,
+    planned_runs,
+    torch_threads,
+)
 from lalora_lite.federated import make_ledgers, run_federated
 from lalora_lite.methods import get_method
 from lalora_lite.tasks import get_profile
@@ -76,18 +84,15 @@ def project(measured: dict, task: str, profile_name: str, workers: int) -> dict:
     evaluations = -(-profile.rounds // profile.eval_every)
     search_s = final_s = 0.0
     search_runs = final_runs = 0
-    grid = len(profile.lr_grid) * len(profile.clip_grid)
     for method, m in measured["methods"].items():
-        private = get_method(method).private
-        budgets = len(profile.epsilons) if private else 1
-        points = grid if private else len(profile.lr_grid)
+        searches, finals = planned_runs(profile, method)
         per_example = m["eval_s"] / m["eval_examples"]
         run_search = profile.search_rounds * m["train_s_per_round"] + evaluations * per_example * profile.val_size
         run_final = profile.rounds * m["train_s_per_round"] + evaluations * m["eval_s"]
-        search_runs += budgets * points
-        final_runs += budgets * len(profile.seeds)
-        search_s += budgets * points * run_search
-        final_s += budgets * len(profile.seeds) * run_final
+        search_runs += searches
+        final_runs += finals
+        search_s += searches * run_search
+        final_s += finals * run_final
     # calibration depends on (epsilon, client sizes = seed) only, and is cached in each worker:
     # at worst every worker calibrates every (seed, epsilon) once
     setup = max(m["setup_s"] for m in measured["methods"].values())

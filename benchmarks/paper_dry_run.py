@@ -40,10 +40,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lalora_lite.experiments import RunSpec, federated_config, resolve_device  # noqa: E402
+from lalora_lite.experiments import RunSpec, federated_config, planned_runs, resolve_device  # noqa: E402
 from lalora_lite.federated import run_federated  # noqa: E402
 from lalora_lite.methods import get_method  # noqa: E402
-from lalora_lite.tasks import PAPER_TEXT, PAPER_VISION, TASKS  # noqa: E402
+from lalora_lite.tasks import PAPER_TEXT, PAPER_VISION, TASKS, get_profile  # noqa: E402
 from lalora_lite.training import evaluate  # noqa: E402
 
 TASK_NAMES = ("cifar100-swin-b", "sst2-roberta")
@@ -180,25 +180,24 @@ def paper_cost(result: dict) -> dict:
     """GPU-hours of a full ``paper``-profile ``lalora compare`` on this task, from the measured rounds.
 
     Training time per round: the slowest measured method (the others train fewer or the same factors).
-    Evaluation time: measured per example, scaled to the search's validation set and the test set.
+    Evaluation time: measured per example, scaled to the paper profile's validation set (the dry run
+    shrinks the private pool, not the profile) and to the measured test set, at every evaluated round.
     """
-    profile = result["profile"]
+    profile = get_profile(result["task"], "paper")
     measured = result["methods"].values()
     train = max(m["train_s_per_round"] for m in measured)
     per_eval_example = max(m["eval_s"] / m["eval_examples"] for m in measured)
     test_examples = max(m["eval_examples"] for m in measured)
-    methods = len(profile["methods"])
-    grid = len(profile["lr_grid"]) * len(profile["clip_grid"])
     # every private method searches its grid at every budget (no widening counted); fedlora its lrs once
-    search_runs = (methods - 1) * grid * len(profile["epsilons"]) + len(profile["lr_grid"])
-    search_s = search_runs * profile["search_rounds"] * (train + per_eval_example * profile["val_size"])
-    final_runs = ((methods - 1) * len(profile["epsilons"]) + 1) * len(profile["seeds"])
-    final_s = final_runs * profile["rounds"] * (train + per_eval_example * test_examples)
+    search_runs, final_runs = (sum(n) for n in zip(*(planned_runs(profile, m) for m in profile.methods)))
+    one_search = profile.search_rounds * train + -(-profile.search_rounds // profile.eval_every) * (
+        per_eval_example * profile.val_size)
+    one_final = profile.rounds * train + -(-profile.rounds // profile.eval_every) * per_eval_example * test_examples
     return {"train_s_per_round": train, "eval_s_per_1000_examples": 1000 * per_eval_example,
-            "search_runs": search_runs, "final_runs": final_runs, "rounds_per_final_run": profile["rounds"],
-            "search_gpu_hours": search_s / 3600, "final_gpu_hours": final_s / 3600,
-            "total_gpu_hours": (search_s + final_s) / 3600,
-            "one_final_run_hours": profile["rounds"] * (train + per_eval_example * test_examples) / 3600}
+            "search_runs": search_runs, "final_runs": final_runs, "rounds_per_final_run": profile.rounds,
+            "search_gpu_hours": search_runs * one_search / 3600, "final_gpu_hours": final_runs * one_final / 3600,
+            "total_gpu_hours": (search_runs * one_search + final_runs * one_final) / 3600,
+            "one_final_run_hours": one_final / 3600}
 
 
 def main() -> None:

@@ -50,13 +50,13 @@ def cmd_run(args: argparse.Namespace) -> None:
 def cmd_compare(args: argparse.Namespace) -> None:
     from .experiments import compare
     from .plotting import redraw, summary_markdown
-    from .stats import summary
+    from .stats import run_table, summary
 
     profile_name = current_profile(args.profile)
     history = compare(args.task, profile_name, tuple(args.methods) if args.methods else None,
                       tuple(args.epsilons) if args.epsilons else None, tuple(args.seeds) if args.seeds else None,
                       Path(args.runs), Path(args.results), device=args.device, workers=args.workers)
-    print(summary_markdown(summary(history)))
+    print(summary_markdown(summary(run_table(history))))
     for path in redraw(Path(args.results), Path(args.figures)):
         print(f"wrote {path}")
 

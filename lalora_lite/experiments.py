@@ -23,7 +23,7 @@ import os
 import platform
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,6 +32,7 @@ from functools import lru_cache
 from importlib.metadata import version
 from multiprocessing import get_context
 from pathlib import Path
+from typing import TypeVar
 
 import pandas as pd
 import torch
@@ -47,6 +48,7 @@ from .training import LocalConfig
 
 PACKAGES = ("torch", "timm", "transformers", "opacus", "numpy", "pandas", "seaborn")
 RUN_THREADS = 1  # torch threads per run: results are then the same for any number of workers
+T = TypeVar("T")
 PHASES = ("build_s", "setup_s", "train_s", "eval_s")  # where a run's time goes (see :func:`execute`)
 
 
@@ -187,6 +189,18 @@ class Runner:
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
 
+    def call(self, fn: Callable[..., T], *args: object) -> T:
+        """``fn(*args)`` where the runs execute: in this process with one worker, else in a worker
+        (whose per-process caches the runs then share)."""
+        if self.workers == 1:
+            return fn(*args)
+        return self._executor().submit(fn, *args).result()
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"))
+        return self._pool
+
     def run(self, specs: Sequence[RunSpec], desc: str = "runs") -> list[pd.DataFrame]:
         """The histories of ``specs``, in order."""
         bar = tqdm(total=len(specs), desc=desc, disable=not self.progress)
@@ -197,9 +211,7 @@ class Runner:
                 bar.update()
             bar.close()
             return out
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"))
-        futures = {self._pool.submit(_execute_quietly, s, self.runs_dir, self.device): i for i, s in enumerate(specs)}
+        futures = {self._executor().submit(_execute_quietly, s, self.runs_dir, self.device): i for i, s in enumerate(specs)}
         results: dict[int, pd.DataFrame] = {}
         for future in as_completed(futures):
             results[futures[future]] = future.result()
@@ -212,6 +224,21 @@ def default_workers() -> int:
     """One worker per available core (``os.sched_getaffinity`` where the platform has it)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, cores)
+
+
+def planned_runs(profile: Profile, method: str) -> tuple[int, int]:
+    """``(search runs before any widening, final runs)`` of ``method`` in a comparison: a private
+    method searches lr x clip at every epsilon, the non-private one the lrs once; final runs are one
+    per budget and seed."""
+    private = get_method(method).private
+    budget_count = len(profile.epsilons) if private else 1
+    points = len(profile.lr_grid) * (len(profile.clip_grid) if private else 1)
+    return budget_count * points, budget_count * len(profile.seeds)
+
+
+def count_test_labels(task: str, profile: str, seed: int) -> torch.Tensor:
+    """Examples per class in the test split (the same for every seed), from the cached built task."""
+    return torch.bincount(_built_task(task, profile, seed).test["labels"])
 
 
 def budgets(method: str, epsilons: Sequence[float]) -> tuple[float | None, ...]:
@@ -265,19 +292,16 @@ def compare(task: str, profile_name: str, methods: tuple[str, ...] | None = None
     workers = workers if workers is not None else (1 if target.type == "cuda" else default_workers())
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    profile = dataclasses_replace(profile, seeds=tuple(seeds))
+    profile = dataclasses_replace(profile, seeds=tuple(seeds), epsilons=tuple(epsilons))
 
     if progress:
-        private = sum(get_method(m).private for m in methods)
-        grid = len(profile.lr_grid) * len(profile.clip_grid)
-        search_runs = private * grid * len(epsilons) + (len(methods) - private) * len(profile.lr_grid)
-        final_runs = (private * len(epsilons) + len(methods) - private) * len(seeds)
+        search_runs, final_runs = (sum(n) for n in zip(*(planned_runs(profile, m) for m in methods)))
         tqdm.write(f"{task} [{profile_name}]: {search_runs} search runs of {profile.search_rounds} rounds (more if a "
                    f"grid widens), then {final_runs} final runs of {profile.rounds} rounds, on {workers} worker(s); "
                    f"finished runs in {runs_dir} are read back (benchmarks/compare_profile.py projects the time)")
     started = time.perf_counter()
-    test_labels = _built_task(task, profile_name, seeds[0]).test["labels"]
     with Runner(runs_dir, workers, device, progress) as runner:
+        counts = runner.call(count_test_labels, task, profile_name, seeds[0]).double()  # builds where runs do
         searches, search_history = search(task, profile_name, profile, methods, epsilons, runner)
         search_wall = time.perf_counter() - started
         specs = [RunSpec(task, profile_name, s.method, s.epsilon, seed, *s.best(), profile.rounds, "test")
@@ -290,7 +314,6 @@ def compare(task: str, profile_name: str, methods: tuple[str, ...] | None = None
     search_history.to_csv(out / "search.csv", index=False)
     chosen = pd.DataFrame([s.chosen_row() for s in searches])
     chosen.to_csv(out / "chosen.csv", index=False)
-    counts = torch.bincount(test_labels).double()
     meta = {
         "task": task, "profile": profile_name, "profile_settings": profile.__dict__,
         "methods": list(methods), "epsilons": list(epsilons), "seeds": list(seeds), "search_seed": seeds[0],

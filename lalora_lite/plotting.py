@@ -27,7 +27,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 
-from .stats import paired_differences, run_table, summary, t_interval
+from .stats import LAST_EVALUATIONS, paired_differences, run_table, summary, t_interval
 from .style import CHANCE_STYLE, color, style
 
 PAPER_METHODS = ("dp-lora", "ffa-lora", "rolora", "lalora")
@@ -193,11 +193,12 @@ def _save(fig: plt.Figure, path: Path) -> None:
     plt.close(fig)
 
 
-def write_summary(folder: Path, history: pd.DataFrame, paired: pd.DataFrame, meta: dict,
+def write_summary(folder: Path, runs: pd.DataFrame, paired: pd.DataFrame, meta: dict,
                   chosen: pd.DataFrame | None) -> Path:
-    """``summary.csv``, ``paired.csv`` and ``summary.md`` (tables, readings' raw material, tuning cost)."""
+    """``summary.csv``, ``paired.csv`` and ``summary.md`` (tables, readings' raw material, tuning cost)
+    from the :func:`~lalora_lite.stats.run_table` of a results folder."""
     task, profile = folder.parent.name, folder.name
-    table = summary(history)
+    table = summary(runs)
     table.to_csv(folder / "summary.csv", index=False)
     paired.to_csv(folder / "paired.csv", index=False)
     parts = [f"# {task} ({profile} profile)", _description(task),
@@ -207,8 +208,8 @@ def write_summary(folder: Path, history: pd.DataFrame, paired: pd.DataFrame, met
     if set(ABLATION) <= set(table["method"]):
         parts += ["## Ablation", summary_markdown(table, ABLATION)]
     spread = table["last_spread"]
-    parts.append(f"Stability: the spread (std) of a run's last {3} evaluations, averaged per method and budget, is "
-                 f"{_pct(spread.min())}-{_pct(spread.max())} points (median {_pct(spread.median())}).")
+    parts.append(f"Stability: the spread (std) of a run's last {LAST_EVALUATIONS} evaluations, averaged per method "
+                 f"and budget, is {_pct(spread.min())}-{_pct(spread.max())} points (median {_pct(spread.median())}).")
     if not paired.empty:
         parts += ["## Paired differences (same seeds, same client splits)", paired_markdown(paired)]
     if chosen is not None:
@@ -231,9 +232,9 @@ def redraw(results_dir: Path = Path("results"), figures_dir: Path = Path("figure
         task, profile = folder.parent.name, folder.name
         meta = json.loads((folder / "meta.json").read_text()) if (folder / "meta.json").exists() else {}
         chosen = pd.read_csv(folder / "chosen.csv") if (folder / "chosen.csv").exists() else None
-        paired = paired_differences(history)
-        written.append(write_summary(folder, history, paired, meta, chosen))
         runs = run_table(history)
+        paired = paired_differences(runs)
+        written.append(write_summary(folder, runs, paired, meta, chosen))
         label = f"{_description(task)}\n[{profile} profile]"
         stem = figures_dir / f"{task}-{profile}"
         plot_accuracy_vs_epsilon(runs, meta, label, written_path := Path(f"{stem}-accuracy-vs-epsilon.png"))

@@ -58,22 +58,22 @@ def run_table(history: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index()  # runs in the order they appear in ``history``
 
 
-def summary(history: pd.DataFrame) -> pd.DataFrame:
-    """Final test accuracy per method and epsilon: mean, 95 % t-interval, std, seeds, and the mean
-    spread of the runs' last evaluations (how stable a final accuracy is)."""
+def summary(runs: pd.DataFrame) -> pd.DataFrame:
+    """Final test accuracy per method and epsilon from a :func:`run_table`: mean, 95 % t-interval,
+    std, seeds, and the mean spread of the runs' last evaluations (how stable a final accuracy is)."""
     rows = []
-    for (method, eps), runs in run_table(history).groupby(["method", "epsilon_target"], sort=False):
-        mean, low, high = t_interval(runs["accuracy"])
+    for (method, eps), group in runs.groupby(["method", "epsilon_target"], sort=False):
+        mean, low, high = t_interval(group["accuracy"])
         rows.append({"method": method, "epsilon": eps, "mean": mean, "ci_low": low, "ci_high": high,
-                     "std": runs["accuracy"].std(ddof=1), "seeds": len(runs),
-                     "last_spread": runs["last_spread"].mean()})
+                     "std": group["accuracy"].std(ddof=1), "seeds": len(group),
+                     "last_spread": group["last_spread"].mean()})
     return pd.DataFrame(rows)
 
 
-def paired_differences(history: pd.DataFrame, reference: str = "lalora", delta: float = 0.05) -> pd.DataFrame:
-    """``reference`` minus every other private method, per epsilon, over the seeds both ran: mean
-    difference, 95 % paired t-interval, whether it is resolved, and the seeds ``delta`` would need."""
-    runs = run_table(history)
+def paired_differences(runs: pd.DataFrame, reference: str = "lalora", delta: float = 0.05) -> pd.DataFrame:
+    """``reference`` minus every other private method, per epsilon, over the seeds both ran (from a
+    :func:`run_table`): mean difference, 95 % paired t-interval, whether it is resolved, and the
+    seeds ``delta`` would need."""
     wide = runs.pivot_table(index=["epsilon_target", "seed"], columns="method", values="accuracy")
     if reference not in wide:
         return pd.DataFrame()

@@ -11,7 +11,7 @@ from lalora_lite import experiments
 from lalora_lite.experiments import Runner, RunSpec, chosen_setting, compare, run_digest
 from lalora_lite.methods import METHODS
 from lalora_lite.plotting import redraw, summary_markdown
-from lalora_lite.stats import summary
+from lalora_lite.stats import run_table, summary
 from lalora_lite.tasks import get_profile
 
 
@@ -95,7 +95,7 @@ def test_run_ids_are_unique_per_setting():
 def test_summary_table_mean_and_interval():
     rows = [{"method": "lalora", "epsilon_target": 1.0, "seed": s, "round": r, "accuracy": acc, "upload_bytes": 10,
              "epsilon_spent": 1.0} for s, acc in ((0, 0.5), (1, 0.7)) for r in (1, 2)]
-    table = summary(pd.DataFrame(rows))
+    table = summary(run_table(pd.DataFrame(rows)))
     assert table.iloc[0]["mean"] == pytest.approx(0.6) and table.iloc[0]["std"] == pytest.approx(0.141421, rel=1e-4)
     # t_{0.975, 1} = 12.706: half-width 12.706 * 0.1414 / sqrt(2) = 1.2706
     assert table.iloc[0]["ci_high"] == pytest.approx(0.6 + 1.27062, rel=1e-4)

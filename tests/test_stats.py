@@ -40,7 +40,7 @@ def test_paired_differences_use_the_same_seeds():
     la = [0.60, 0.70, 0.50, 0.65, 0.55]
     dp = [0.55, 0.66, 0.44, 0.61, 0.49]  # LA-LoRA is ahead by 0.04-0.06 in every seed
     history = _history({("lalora", 1.0): la, ("dp-lora", 1.0): dp, ("fedlora", math.inf): [0.8] * 5})
-    paired = paired_differences(history)
+    paired = paired_differences(run_table(history))
     assert len(paired) == 1  # the non-private reference is not paired
     row = paired.iloc[0]
     d = np.subtract(la, dp)
@@ -59,5 +59,5 @@ def test_run_table_and_summary_read_the_last_round_and_the_spread():
     assert runs["accuracy"].tolist() == [0.6, 0.8]
     assert runs["last_spread"].tolist() == pytest.approx([np.std([0.1, 0.6], ddof=1), np.std([0.1, 0.8], ddof=1)])
     assert (runs["upload_bytes"] == 300).all()
-    table = summary(history)
+    table = summary(runs)
     assert table.iloc[0]["seeds"] == 2 and table.iloc[0]["mean"] == pytest.approx(0.7)
