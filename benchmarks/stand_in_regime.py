@@ -11,7 +11,8 @@ for the paper's CIFAR-100 shape and for the stand-ins.
 
 Usage (the README quotes these):
   python benchmarks/stand_in_regime.py run --method fedlora --rounds 40 --steps 10 --lr 0.3 --schedule cosine
-  python benchmarks/stand_in_regime.py run --task wordnet-minilm --method lalora --epsilon 3 --set train_size=40000
+  python benchmarks/stand_in_regime.py run --task wordnet-minilm --method lalora --epsilon 3 --rounds 30 --lr 0.3 --eval-every 5
+  python benchmarks/stand_in_regime.py run --task wordnet-minilm --method lalora --epsilon 3 --set frozen_layers=0
   python benchmarks/stand_in_regime.py skew
 """
 
@@ -77,7 +78,7 @@ def round_skew(classes: int, per_class: int, alpha: float, clients: int, per_rou
 def skew(_: argparse.Namespace) -> None:
     rows = [("CIFAR-100 (paper), Dirichlet 0.1, 4 of 8", (100, 450, 0.1, 8, 4, 20))]
     rows += [(f"fmnist-swin 5 classes, Dirichlet {a}, 4 of 8", (5, 1600, a, 8, 4, 100)) for a in (0.1, 0.3, 1.0)]
-    rows += [("wordnet-minilm 8 classes, Dirichlet 0.8, 4 of 20", (8, 750, 0.8, 20, 4, 50))]
+    rows += [("wordnet-minilm 8 classes, Dirichlet 0.8, 4 of 20", (8, 2500, 0.8, 20, 4, 50))]
     for name, setting in rows:
         print(f"{name:<50} mean TV distance of a round's label mix from uniform: {round_skew(*setting):.3f}")
 

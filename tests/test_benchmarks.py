@@ -102,8 +102,8 @@ def test_regime_settings_replace_profile_fields_and_reject_unknown_ones():
     from lalora_lite.tasks import get_profile
 
     base = get_profile("wordnet-minilm", "cpu")
-    changed = with_settings(base, ["train_size=40000", "optimizer=sgd", "lr_grid=(0.1, 0.2)"])
-    assert (changed.train_size, changed.optimizer, changed.lr_grid) == (40_000, "sgd", (0.1, 0.2))
+    changed = with_settings(base, ["train_size=40000", "optimizer=adamw", "lr_grid=(0.1, 0.2)"])
+    assert (changed.train_size, changed.optimizer, changed.lr_grid) == (40_000, "adamw", (0.1, 0.2))
     assert changed.val_size == base.val_size
     with pytest.raises(SystemExit, match="trainsize"):
         with_settings(base, ["trainsize=4"])

@@ -36,13 +36,14 @@ def test_encode_prefix_restores_training_mode_and_checks_the_layer_count(text_ba
 
 def test_text_task_with_frozen_layers_trains_lora_only_on_top():
     spec = get_task("wordnet-minilm")
-    profile = dataclasses.replace(get_profile("wordnet-minilm", "smoke"), frozen_layers=4)
+    profile = get_profile("wordnet-minilm", "smoke")
+    assert profile.frozen_layers == 4
     task = spec.builder(spec, profile, 0)
     assert isinstance(task.backbone.model, TopEncoder)
     assert all(set(c) == {"hidden_states", "attention_mask", "labels"} for c in task.clients + [task.val, task.test])
     assert task.clients[0]["hidden_states"].shape[1:] == (profile.max_length, 384)
     assert len(lora_layers(task.backbone.model)) == 2 * 3  # query, key, value in layers 5 and 6 of MiniLM-L6
-    whole = spec.builder(spec, get_profile("wordnet-minilm", "smoke"), 0)
+    whole = spec.builder(spec, dataclasses.replace(profile, frozen_layers=0), 0)
     assert len(lora_layers(whole.backbone.model)) == 6 * 3
     with torch.no_grad():  # the same function of the same tokens (LoRA starts at B = 0)
         a = forward_logits(task.backbone.model.eval(), {k: v[:8] for k, v in task.test.items()})
