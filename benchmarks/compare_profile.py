@@ -42,7 +42,7 @@ from lalora_lite.experiments import (
     planned_runs,
     torch_threads,
 )
-from lalora_lite.federated import make_ledgers, run_federated
+from lalora_lite.federated import evaluation_count, make_ledgers, run_federated
 from lalora_lite.methods import get_method
 from lalora_lite.tasks import get_profile
 
@@ -81,13 +81,15 @@ def measure(task: str, profile_name: str, rounds: int) -> dict:
 def project(measured: dict, task: str, profile_name: str, workers: int) -> dict:
     """Seconds of a cold comparison (no widening) from the measured per-run phases."""
     profile = get_profile(task, profile_name)
-    evaluations = -(-profile.rounds // profile.eval_every)
+    search_evaluations = evaluation_count(profile.search_rounds, profile.eval_every)
+    evaluations = evaluation_count(profile.rounds, profile.eval_every)
     search_s = final_s = 0.0
     search_runs = final_runs = 0
     for method, m in measured["methods"].items():
         searches, finals = planned_runs(profile, method)
         per_example = m["eval_s"] / m["eval_examples"]
-        run_search = profile.search_rounds * m["train_s_per_round"] + evaluations * per_example * profile.val_size
+        run_search = (profile.search_rounds * m["train_s_per_round"]
+                      + search_evaluations * per_example * profile.val_size)
         run_final = profile.rounds * m["train_s_per_round"] + evaluations * m["eval_s"]
         search_runs += searches
         final_runs += finals

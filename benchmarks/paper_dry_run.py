@@ -41,7 +41,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lalora_lite.experiments import RunSpec, federated_config, planned_runs, resolve_device  # noqa: E402
-from lalora_lite.federated import run_federated  # noqa: E402
+from lalora_lite.federated import evaluation_count, run_federated  # noqa: E402
 from lalora_lite.methods import get_method  # noqa: E402
 from lalora_lite.tasks import PAPER_TEXT, PAPER_VISION, TASKS, get_profile  # noqa: E402
 from lalora_lite.training import evaluate  # noqa: E402
@@ -190,9 +190,10 @@ def paper_cost(result: dict) -> dict:
     test_examples = max(m["eval_examples"] for m in measured)
     # every private method searches its grid at every budget (no widening counted); fedlora its lrs once
     search_runs, final_runs = (sum(n) for n in zip(*(planned_runs(profile, m) for m in profile.methods)))
-    one_search = profile.search_rounds * train + -(-profile.search_rounds // profile.eval_every) * (
-        per_eval_example * profile.val_size)
-    one_final = profile.rounds * train + -(-profile.rounds // profile.eval_every) * per_eval_example * test_examples
+    one_search = (profile.search_rounds * train
+                  + evaluation_count(profile.search_rounds, profile.eval_every) * per_eval_example * profile.val_size)
+    one_final = (profile.rounds * train
+                 + evaluation_count(profile.rounds, profile.eval_every) * per_eval_example * test_examples)
     return {"train_s_per_round": train, "eval_s_per_1000_examples": 1000 * per_eval_example,
             "search_runs": search_runs, "final_runs": final_runs, "rounds_per_final_run": profile.rounds,
             "search_gpu_hours": search_runs * one_search / 3600, "final_gpu_hours": final_runs * one_final / 3600,

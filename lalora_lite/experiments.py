@@ -211,7 +211,8 @@ class Runner:
                 bar.update()
             bar.close()
             return out
-        futures = {self._executor().submit(_execute_quietly, s, self.runs_dir, self.device): i for i, s in enumerate(specs)}
+        pool = self._executor()
+        futures = {pool.submit(_execute_quietly, s, self.runs_dir, self.device): i for i, s in enumerate(specs)}
         results: dict[int, pd.DataFrame] = {}
         for future in as_completed(futures):
             results[futures[future]] = future.result()
@@ -230,10 +231,9 @@ def planned_runs(profile: Profile, method: str) -> tuple[int, int]:
     """``(search runs before any widening, final runs)`` of ``method`` in a comparison: a private
     method searches lr x clip at every epsilon, the non-private one the lrs once; final runs are one
     per budget and seed."""
-    private = get_method(method).private
-    budget_count = len(profile.epsilons) if private else 1
-    points = len(profile.lr_grid) * (len(profile.clip_grid) if private else 1)
-    return budget_count * points, budget_count * len(profile.seeds)
+    runs_at = len(budgets(method, profile.epsilons))
+    points = len(profile.lr_grid) * (len(profile.clip_grid) if get_method(method).private else 1)
+    return runs_at * points, runs_at * len(profile.seeds)
 
 
 def count_test_labels(task: str, profile: str, seed: int) -> torch.Tensor:

@@ -106,15 +106,21 @@ def validate(cfg: FederatedConfig, num_clients: int) -> None:
         raise ValueError(f"method {cfg.method!r} is not private; set epsilon=None, got {cfg.epsilon}")
 
 
-def steps_per_client(cfg: FederatedConfig, num_clients: int) -> int:
-    """Noisy steps the accountant budgets for one client.
+def budgeted_rounds(cfg: FederatedConfig, num_clients: int) -> int:
+    """Rounds of ``K`` noisy steps the accountant budgets for one client.
 
-    ``every-round``: ``rounds * K`` (conservative: as if picked every round).
-    ``expected``: ``ceil(rounds * m / N) * K``; the server stops picking a client whose budget
-    is spent (:func:`sample_clients`), so every round stays full while budget remains.
+    ``every-round``: ``rounds`` (conservative: as if picked every round).
+    ``expected``: ``ceil(rounds * m / N)``; the server stops picking a client whose budget is
+    spent (:func:`client_schedule`), so every round stays full while budget remains.
     """
-    rounds = cfg.rounds if cfg.count_steps == "every-round" else math.ceil(cfg.rounds * cfg.clients_per_round / num_clients)
-    return rounds * cfg.local.local_steps
+    if cfg.count_steps == "every-round":
+        return cfg.rounds
+    return math.ceil(cfg.rounds * cfg.clients_per_round / num_clients)
+
+
+def steps_per_client(cfg: FederatedConfig, num_clients: int) -> int:
+    """Noisy steps the accountant budgets for one client: :func:`budgeted_rounds` times ``K``."""
+    return budgeted_rounds(cfg, num_clients) * cfg.local.local_steps
 
 
 def round_lr(cfg: FederatedConfig, round_index: int) -> float:
@@ -129,6 +135,11 @@ def evaluated(cfg: FederatedConfig, round_index: int) -> bool:
     """Whether the global model is evaluated after round ``round_index`` (0-based): every
     ``eval_every`` rounds and after the last one."""
     return (round_index + 1) % cfg.eval_every == 0 or round_index + 1 == cfg.rounds
+
+
+def evaluation_count(rounds: int, eval_every: int) -> int:
+    """How many of ``rounds`` rounds :func:`evaluated` picks: ``ceil(rounds / eval_every)``."""
+    return -(-rounds // eval_every)
 
 
 def evaluate_global(model: torch.nn.Module, test: Dataset, cfg: FederatedConfig, round_index: int) -> tuple[float, float]:
@@ -169,7 +180,8 @@ def _fillable(left: np.ndarray, rounds: int, k: int) -> int:
 
 
 @lru_cache(maxsize=64)
-def client_schedule(seed: int, rounds: int, num_clients: int, k: int, rounds_per_client: int) -> tuple[tuple[int, ...], ...]:
+def client_schedule(seed: int, rounds: int, num_clients: int, k: int,
+                    rounds_per_client: int) -> tuple[tuple[int, ...], ...]:
     """The clients of every round when each client's budget covers ``rounds_per_client`` rounds.
 
     Round ``t`` draws ``k`` clients uniformly without replacement among those with budget left
@@ -203,8 +215,8 @@ def client_schedule(seed: int, rounds: int, num_clients: int, k: int, rounds_per
 
 def round_clients(cfg: FederatedConfig, round_index: int, num_clients: int) -> list[int]:
     """The clients the server asks to train in round ``round_index``: :func:`client_schedule` with
-    the rounds each client's budget covers (:func:`steps_per_client`; all of them without DP)."""
-    budget = steps_per_client(cfg, num_clients) // cfg.local.local_steps if cfg.epsilon is not None else cfg.rounds
+    the rounds each client's budget covers (:func:`budgeted_rounds`; all of them without DP)."""
+    budget = budgeted_rounds(cfg, num_clients) if cfg.epsilon is not None else cfg.rounds
     return list(client_schedule(cfg.seed, cfg.rounds, num_clients, cfg.clients_per_round, budget)[round_index])
 
 
