@@ -51,8 +51,14 @@ def cmd_compare(args: argparse.Namespace) -> None:
     from .experiments import compare
     from .plotting import redraw, summary_markdown
     from .stats import run_table, summary
+    from .tasks import get_task
 
     profile_name = current_profile(args.profile)
+    if get_task(args.task).source:  # a paper task: say what it will cost before it starts
+        from .estimate import device_kinds, estimate_line
+
+        for kind in device_kinds(args.device):
+            print(f"{args.task} [{profile_name}] {estimate_line(args.task, profile_name, kind)}", flush=True)
     history = compare(args.task, profile_name, tuple(args.methods) if args.methods else None,
                       tuple(args.epsilons) if args.epsilons else None, tuple(args.seeds) if args.seeds else None,
                       Path(args.runs), Path(args.results), device=args.device, workers=args.workers)

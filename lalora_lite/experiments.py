@@ -74,7 +74,7 @@ class RunSpec:
 
 def federated_config(spec: RunSpec, profile: Profile) -> FederatedConfig:
     local = LocalConfig(local_steps=profile.local_steps, batch_size=profile.batch_size, lr=spec.lr,
-                        optimizer=profile.optimizer, clip_norm=spec.clip_norm)
+                        optimizer=profile.optimizer, clip_norm=spec.clip_norm, precision=profile.precision)
     return FederatedConfig(spec.method, rounds=spec.rounds, clients_per_round=profile.clients_per_round, local=local,
                            epsilon=spec.epsilon, delta=profile.delta, count_steps=profile.count_steps,
                            lr_schedule=profile.lr_schedule, eval_every=profile.eval_every, seed=spec.seed)

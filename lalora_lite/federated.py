@@ -32,6 +32,7 @@ from .data import Dataset, dataset_size
 from .lora import factor_of, load_lora_state, lora_layers, lora_state, trainable_parameters
 from .methods import get_method
 from .models import Backbone
+from .precision import PRECISIONS
 from .privacy import SecureRandom
 from .smoothing import MIN_FEATURES
 from .training import OPTIMIZERS, DPNoise, LocalConfig, evaluate, local_update
@@ -83,6 +84,7 @@ def validate(cfg: FederatedConfig, num_clients: int) -> None:
         (local.clip_norm > 0, f"clip_norm must be > 0, got {local.clip_norm}"),
         (local.optimizer in OPTIMIZERS, f"unknown optimizer {local.optimizer!r}; allowed: {', '.join(OPTIMIZERS)}"),
         (local.sampling in ("poisson", "shuffle"), f"unknown sampling {local.sampling!r}; allowed: poisson, shuffle"),
+        (local.precision in PRECISIONS, f"unknown precision {local.precision!r}; allowed: {', '.join(PRECISIONS)}"),
         (cfg.accountant in ACCOUNTANTS, f"unknown accountant {cfg.accountant!r}; allowed: {', '.join(ACCOUNTANTS)}"),
         (cfg.count_steps in STEP_COUNTS, f"unknown count_steps {cfg.count_steps!r}; allowed: {', '.join(STEP_COUNTS)}"),
         (cfg.lr_schedule in LR_SCHEDULES,
@@ -147,7 +149,7 @@ def evaluate_global(model: torch.nn.Module, test: Dataset, cfg: FederatedConfig,
     :func:`evaluated` skips."""
     if not evaluated(cfg, round_index):
         return math.nan, math.nan
-    return evaluate(model, test, cfg.eval_batch_size)
+    return evaluate(model, test, cfg.eval_batch_size, cfg.local.precision)
 
 
 def client_ledger(cfg: FederatedConfig, size: int, num_clients: int) -> PrivacyLedger:

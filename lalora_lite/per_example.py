@@ -15,6 +15,9 @@ contiguously. Rows are therefore folded back to examples *before* the contractio
 ``(R, T, f) -> (b, (R/b) T, f)``: the sum over windows becomes part of the sum over
 tokens, so clipping is per *image*, never per window, and no per-window gradient
 tensor is ever materialised.
+
+Under mixed precision (:mod:`lalora_lite.precision`) the saved activations and the incoming
+gradients are cast to float32 before the contraction: per-example gradients are always float32.
 """
 
 from __future__ import annotations
@@ -69,10 +72,10 @@ class PerExampleGradients:
         if not y.requires_grad:
             return
         b = self.batch_size
-        u, h = fold_rows(u.detach(), b), fold_rows(h.detach(), b)
+        u, h = fold_rows(u.detach(), b).float(), fold_rows(h.detach(), b).float()  # float32 under autocast too
 
         def on_grad(g: torch.Tensor) -> None:
-            g = fold_rows(g, b)
+            g = fold_rows(g, b).float()
             if layer.lora_B.requires_grad:
                 self._store(layer.lora_B, torch.bmm(g.transpose(1, 2), h).mul_(layer.scale))  # (b, m, r)
             if layer.lora_A.requires_grad:
@@ -85,10 +88,10 @@ class PerExampleGradients:
         if not y.requires_grad:
             return
         b = self.batch_size
-        x = fold_rows(inputs[0].detach(), b)
+        x = fold_rows(inputs[0].detach(), b).float()
 
         def on_grad(g: torch.Tensor) -> None:
-            g = fold_rows(g, b)
+            g = fold_rows(g, b).float()
             if layer.weight.requires_grad:
                 self._store(layer.weight, torch.bmm(g.transpose(1, 2), x))  # (b, m, n)
             if layer.bias is not None and layer.bias.requires_grad:

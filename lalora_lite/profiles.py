@@ -1,7 +1,9 @@
 """Profiles: one experiment, three sizes.
 
 ``smoke``  seconds; what CI runs (tiny data, two rounds).
-``cpu``    the default: minutes on a 2-core laptop, big enough to show the effect.
+``cpu``    the default: minutes to hours on a 2-core laptop, big enough to show the effect.
+``colab``  the paper's tasks on subsets, Swin-T and RoBERTa-base in fp16: about an hour per
+           method and budget on a free Colab T4 (:mod:`lalora_lite.estimate`); GPU + internet.
 ``paper``  the paper's models, data and rounds; needs a GPU and the internet.
 
 Every task has a :class:`Profile` per size it supports. The profile is chosen by
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 
 from .methods import METHODS
 
-PROFILES = ("smoke", "cpu", "paper")
+PROFILES = ("smoke", "cpu", "colab", "paper")
 ALL_METHODS = tuple(METHODS)
 
 
@@ -64,3 +66,30 @@ class Profile:
     max_length: int = 32  # text: tokens per example
     frozen_layers: int = 0  # text: bottom layers without LoRA, computed once per example (lalora_lite.prefix)
     delta: float = 1e-5
+    precision: str = "fp32"  # the forward pass: fp32, bf16 or fp16 (lalora_lite.precision)
+
+
+# The paper's federation shapes, kept by every profile of a task family.
+VISION_FEDERATION = dict(num_clients=8, clients_per_round=4, dirichlet_alpha=0.1)
+TEXT_FEDERATION = dict(num_clients=20, clients_per_round=4, dirichlet_alpha=0.8)
+PAPER_METHODS = ("fedlora", "dp-lora", "ffa-lora", "rolora", "lalora")
+
+PAPER_VISION = Profile(
+    train_size=45_000, val_size=5_000, test_size=None, min_client_size=50, rounds=100, local_steps=20,
+    batch_size=16, optimizer="sgd", rank=16, lora_alpha=16, lr_grid=(0.01, 0.05), clip_grid=(0.5, 1.0),
+    search_rounds=20, epsilons=(1.0, 2.0, 3.0), seeds=(0, 1, 2), **VISION_FEDERATION,
+)
+PAPER_TEXT = Profile(
+    train_size=50_000, val_size=5_000, test_size=None, min_client_size=50, rounds=100, local_steps=20,
+    batch_size=16, optimizer="adamw", rank=8, lora_alpha=16, lr_grid=(5e-4, 2e-3), clip_grid=(0.5, 1.0),
+    search_rounds=20, epsilons=(1.0, 2.0, 3.0), seeds=(0, 1, 2), max_length=128, **TEXT_FEDERATION,
+)
+# colab: the cpu stand-ins' protocol (expected step counting, cosine lr, a 3 x 3 grid searched at
+# every budget for the full run length) on subsets, with the forward pass in fp16 (a T4 has no fast bf16).
+_COLAB = dict(min_client_size=50, rounds=30, local_steps=10, batch_size=16, clip_grid=(0.5, 1.0, 2.0),
+              search_rounds=30, epsilons=(1.0, 2.0, 3.0), seeds=(0, 1, 2), methods=PAPER_METHODS,
+              count_steps="expected", lr_schedule="cosine", eval_every=5, precision="fp16")
+COLAB_VISION = Profile(train_size=10_000, val_size=1_000, test_size=2_000, optimizer="sgd", rank=16, lora_alpha=16,
+                       lr_grid=(0.01, 0.02, 0.04), **_COLAB, **VISION_FEDERATION)
+COLAB_TEXT = Profile(train_size=10_000, val_size=1_000, test_size=None, optimizer="adamw", rank=8, lora_alpha=16,
+                     lr_grid=(5e-4, 1e-3, 2e-3), max_length=64, **_COLAB, **TEXT_FEDERATION)

@@ -36,7 +36,8 @@ from .loaders import (
 from .lora import inject_lora
 from .models import Backbone, hf_classifier, minilm, minilm_path, tiny_swin, timm_swin, with_preprocessing
 from .prefix import TopEncoder, encode_prefix
-from .profiles import Profile
+from .profiles import (COLAB_TEXT, COLAB_VISION, PAPER_TEXT, PAPER_VISION, TEXT_FEDERATION, VISION_FEDERATION,
+                       Profile)
 from .training import pretrain
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -60,7 +61,7 @@ class TaskSpec:
     description: str
     builder: Callable[[TaskSpec, Profile, int], Task]
     profiles: dict[str, Profile]
-    source: dict = field(default_factory=dict)  # paper tasks: hub dataset and model names and keys
+    source: dict = field(default_factory=dict)  # paper tasks: hub dataset and model names, keys, test split size
 
 
 def cache_dir() -> Path:
@@ -286,35 +287,24 @@ def digits_swin(num_clients: int = 4, alpha: float = 1.0, rank: int = 8, lora_al
 
 # --- the registry ----------------------------------------------------------------------------
 
-_VISION = dict(num_clients=8, clients_per_round=4, dirichlet_alpha=0.1, optimizer="sgd")
-_TEXT = dict(num_clients=20, clients_per_round=4, dirichlet_alpha=0.8, optimizer="adamw")
-_TEXT_CPU = {**_TEXT, "optimizer": "sgd"}  # the stand-in: SGD with a cosine schedule learns where AdamW did not
+_VISION = dict(**VISION_FEDERATION, optimizer="sgd")
+_TEXT_CPU = dict(**TEXT_FEDERATION, optimizer="sgd")  # the stand-in: SGD with a cosine schedule learns where AdamW did not
 _SMOKE = dict(rounds=2, local_steps=2, batch_size=16, lr_grid=(0.1,), clip_grid=(1.0,), search_rounds=1,
               epsilons=(3.0,), seeds=(0,))
 
-PAPER_VISION = Profile(
-    train_size=45_000, val_size=5_000, test_size=None, min_client_size=50, rounds=100, local_steps=20,
-    batch_size=16, rank=16, lora_alpha=16, lr_grid=(0.01, 0.05), clip_grid=(0.5, 1.0), search_rounds=20,
-    epsilons=(1.0, 2.0, 3.0), seeds=(0, 1, 2), **_VISION,
-)
-PAPER_TEXT = Profile(
-    train_size=50_000, val_size=5_000, test_size=None, min_client_size=50, rounds=100, local_steps=20,
-    batch_size=16, rank=8, lora_alpha=16, lr_grid=(5e-4, 2e-3), clip_grid=(0.5, 1.0), search_rounds=20,
-    epsilons=(1.0, 2.0, 3.0), seeds=(0, 1, 2), max_length=128, **_TEXT,
-)
-
-
 def _paper_vision(name: str, model: str, dataset: str, label_key: str, test_split: str, image_key: str) -> TaskSpec:
     source = dict(dataset=dataset, model=model, image_key=image_key, label_key=label_key,
-                  train_split="train", test_split=test_split)
-    return TaskSpec(name, f"{model} on {dataset} (paper setting)", _build_hub_images, {"paper": PAPER_VISION}, source)
+                  train_split="train", test_split=test_split, test_examples=10_000)
+    profiles = {"colab": COLAB_VISION, "paper": PAPER_VISION} if "swin_tiny" in model else {"paper": PAPER_VISION}
+    return TaskSpec(name, f"{model} on {dataset} (paper setting)", _build_hub_images, profiles, source)
 
 
-def _paper_glue(task: str, text_keys: tuple[str, ...], test_split: str = "validation") -> TaskSpec:
+def _paper_glue(task: str, text_keys: tuple[str, ...], test_examples: int, test_split: str = "validation") -> TaskSpec:
     source = dict(dataset="nyu-mll/glue", config=task, model="FacebookAI/roberta-base", text_keys=text_keys,
-                  train_split="train", test_split=test_split)
+                  train_split="train", test_split=test_split, test_examples=test_examples)
+    colab = COLAB_TEXT if len(text_keys) == 1 else dataclasses.replace(COLAB_TEXT, max_length=128)  # sentence pairs
     return TaskSpec(f"{task}-roberta", f"RoBERTa-base on GLUE {task.upper()} (paper setting)", _build_glue,
-                    {"paper": PAPER_TEXT}, source)
+                    {"colab": colab, "paper": PAPER_TEXT}, source)
 
 
 TASKS: dict[str, TaskSpec] = {
@@ -358,10 +348,10 @@ TASKS: dict[str, TaskSpec] = {
                       "test", "img"),
         _paper_vision("tinyimagenet-swin-t", "swin_tiny_patch4_window7_224.ms_in1k", "zh-plus/tiny-imagenet",
                       "label", "valid", "image"),
-        _paper_glue("sst2", ("sentence",)),
-        _paper_glue("qnli", ("question", "sentence")),
-        _paper_glue("qqp", ("question1", "question2")),
-        _paper_glue("mnli", ("premise", "hypothesis"), test_split="validation_matched"),
+        _paper_glue("sst2", ("sentence",), 872),
+        _paper_glue("qnli", ("question", "sentence"), 5_463),
+        _paper_glue("qqp", ("question1", "question2"), 40_430),
+        _paper_glue("mnli", ("premise", "hypothesis"), 9_815, test_split="validation_matched"),
     )
 }
 

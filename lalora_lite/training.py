@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -27,6 +29,7 @@ from .lora import factor_of, set_active
 from .methods import Method
 from .models import forward_logits
 from .per_example import per_example_gradients
+from .precision import forward_precision, loss_scale, unscale_per_example
 from .privacy import RandomSource, noisy_gradient, poisson_batch, shuffled_batch
 from .smoothing import smooth_factor_gradient
 
@@ -45,6 +48,7 @@ class LocalConfig:
     weight_decay: float = 0.0
     clip_norm: float = 1.0
     sampling: str = "poisson"  # or "shuffle": fixed-size batches, only approximately private
+    precision: str = "fp32"  # the forward pass: fp32, bf16 or fp16 (lalora_lite.precision; DP math stays fp32)
 
 
 @dataclass(frozen=True)
@@ -78,9 +82,12 @@ def make_optimizer(params: dict[str, nn.Parameter], cfg: LocalConfig) -> torch.o
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}; allowed: {', '.join(OPTIMIZERS)}")
 
 
-def summed_loss(model: nn.Module, batch: Dataset) -> torch.Tensor:
-    """Sum of per-example cross-entropy losses (per-example gradients need the sum, not the mean)."""
-    return F.cross_entropy(forward_logits(model, batch), batch["labels"], reduction="sum")
+def summed_loss(model: nn.Module, batch: Dataset, precision: str = "fp32") -> torch.Tensor:
+    """Sum of per-example cross-entropy losses (per-example gradients need the sum, not the mean);
+    the forward pass in ``precision``, the loss in float32."""
+    with forward_precision(precision, batch["labels"].device):
+        logits = forward_logits(model, batch)
+    return F.cross_entropy(logits.float(), batch["labels"], reduction="sum")
 
 
 def step_gradient(
@@ -91,32 +98,41 @@ def step_gradient(
     dp: DPNoise | None,
     generator: RandomSource,
     canary: Canary | None = None,
+    precision: str = "fp32",
 ) -> tuple[dict[str, torch.Tensor], float]:
     """Gradient of the active parameters on ``batch`` and the batch's mean loss.
 
     With ``dp``: the DP-SGD noisy gradient (released even for an empty batch).
     Without: the mean gradient (no gradient, hence no step, for an empty batch).
     ``canary`` (audits only, needs ``dp``): adds its example before clipping, observes the release.
+    ``precision``: of the forward pass; gradients, clipping and noise are float32
+    (:mod:`lalora_lite.precision`).
     """
     active = list(active)
     b = batch["labels"].shape[0]
+    scale = loss_scale(precision)
     if dp is None:
         if b == 0:
             return {}, float("nan")
-        loss = summed_loss(model, batch) / b
-        grads = torch.autograd.grad(loss, [params[n] for n in active])
-        return dict(zip(active, grads)), loss.item()
+        loss = summed_loss(model, batch, precision) / b
+        grads = torch.autograd.grad(loss * scale, [params[n] for n in active])
+        return {n: g / scale for n, g in zip(active, grads)}, loss.item()
     losses: list[torch.Tensor] = []
 
     def loss_fn() -> torch.Tensor:
-        loss = summed_loss(model, batch)
+        loss = summed_loss(model, batch, precision)
         losses.append(loss.detach())  # read after the step: .item() here would stall a GPU mid-step
-        return loss
+        return loss * scale
 
     if b == 0:
         per_example = {n: params[n].new_zeros((0, *params[n].shape)) for n in active}
     else:
         per_example = per_example_gradients(model, loss_fn, b)
+    if precision != "fp32":
+        per_example, dropped = unscale_per_example(per_example, scale)
+        if dropped:
+            warnings.warn(f"{dropped} of {b} examples had a non-finite {precision} gradient and contributed zero "
+                          "(per example, before clipping: the privacy guarantee is unchanged)", stacklevel=2)
     if canary is not None:
         per_example = canary.add(per_example)
     noisy = noisy_gradient(per_example, dp.clip_norm, dp.noise_multiplier, dp.expected_batch_size, generator)
@@ -165,7 +181,7 @@ def local_update(
         else:
             idx = shuffled_batch(n, cfg.batch_size, generator)
         batch = to_device(subset(data, idx), device)
-        grads, loss = step_gradient(model, params, active, batch, dp, generator, canary)
+        grads, loss = step_gradient(model, params, active, batch, dp, generator, canary, cfg.precision)
         if method.smooth:
             grads = smooth_gradients(grads)
         optimizer.zero_grad(set_to_none=True)
@@ -202,15 +218,16 @@ def pretrain(model: nn.Module, data: Dataset, steps: int, batch_size: int = 64, 
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: Dataset, batch_size: int = 256) -> tuple[float, float]:
-    """``(accuracy, mean cross-entropy)`` of the model on ``data``."""
+def evaluate(model: nn.Module, data: Dataset, batch_size: int = 256, precision: str = "fp32") -> tuple[float, float]:
+    """``(accuracy, mean cross-entropy)`` of the model on ``data`` (forward pass in ``precision``)."""
     model.eval()
     device = next(model.parameters()).device
     n = dataset_size(data)
     correct, total_loss = 0, 0.0
     for start in range(0, n, batch_size):
         batch = to_device({k: v[start : start + batch_size] for k, v in data.items()}, device)
-        logits = forward_logits(model, batch)
+        with forward_precision(precision, device):
+            logits = forward_logits(model, batch).float()
         total_loss += F.cross_entropy(logits, batch["labels"], reduction="sum").item()
         correct += (logits.argmax(-1) == batch["labels"]).sum().item()
     return correct / n, total_loss / n

@@ -8,6 +8,7 @@ import torch
 
 from lalora_lite.federated import FederatedConfig, run_federated
 from lalora_lite.lora import lora_layers
+from lalora_lite.search import check_grid
 from lalora_lite.tasks import PAPER_TEXT, PAPER_VISION, TASKS, build_task, get_profile
 from lalora_lite.training import LocalConfig
 
@@ -44,14 +45,35 @@ def test_unknown_task_and_profile():
         build_task("cifar100-swin-b", "cpu", 0)
 
 
-def one_private_step(task):
-    cfg = FederatedConfig("lalora", rounds=1, clients_per_round=1, local=LocalConfig(local_steps=1, batch_size=2),
-                          epsilon=3.0)
+def one_private_step(task, profile):
+    """One LA-LoRA step with the profile's optimizer and precision (colab: the forward pass in fp16)."""
+    local = LocalConfig(local_steps=1, batch_size=2, optimizer=profile.optimizer, precision=profile.precision)
+    cfg = FederatedConfig("lalora", rounds=1, clients_per_round=1, local=local, epsilon=3.0)
     return run_federated(task.backbone, task.clients, task.test, cfg, progress=False)
 
 
-def test_paper_vision_task_on_a_local_stand_in(tmp_path):
-    """Same data format as uoft-cs/cifar100 (img, fine_label), a tiny config of the same timm Swin at 224 px."""
+def test_colab_profiles_sit_between_cpu_and_paper():
+    """Same federation shapes as the paper, subsets of its data, fp16 forward, the cpu protocol's grid."""
+    for task, paper in (("cifar100-swin-t", PAPER_VISION), ("sst2-roberta", PAPER_TEXT)):
+        colab = get_profile(task, "colab")
+        assert (colab.num_clients, colab.clients_per_round, colab.dirichlet_alpha) == \
+            (paper.num_clients, paper.clients_per_round, paper.dirichlet_alpha)
+        assert colab.train_size < paper.train_size and colab.rounds < paper.rounds
+        assert colab.precision == "fp16" and paper.precision == "fp32"
+        assert len(colab.lr_grid) == len(colab.clip_grid) == 3 and colab.search_rounds == colab.rounds
+    assert get_profile("qnli-roberta", "colab").max_length == 128  # sentence pairs need the room
+    for spec in TASKS.values():  # every profile's grids are ones the search accepts
+        for profile in spec.profiles.values():
+            check_grid("lr_grid", profile.lr_grid)
+            check_grid("clip_grid", profile.clip_grid)
+    with pytest.raises(ValueError, match="no 'colab' profile; it has: paper"):
+        get_profile("cifar100-swin-b", "colab")  # Swin-B is the paper profile's; colab runs Swin-T
+
+
+@pytest.mark.parametrize("profile_name", ["colab", "paper"])
+def test_paper_vision_task_on_a_local_stand_in(tmp_path, profile_name):
+    """Same data format as uoft-cs/cifar100 (img, fine_label), a tiny config of the same timm Swin at 224 px
+    with window 7; one private step per profile (per-example gradients one per image: window folding)."""
     import datasets
     from PIL import Image
 
@@ -63,16 +85,18 @@ def test_paper_vision_task_on_a_local_stand_in(tmp_path):
     spec = TASKS["cifar100-swin-t"]
     spec = dataclasses.replace(spec, source={**spec.source, "dataset": str(tmp_path / "cifar"), "pretrained": False,
                                              "model_kwargs": {"embed_dim": 24, "depths": (1, 1), "num_heads": (1, 2)}})
-    profile = dataclasses.replace(PAPER_VISION, train_size=16, val_size=4, min_client_size=1, num_clients=2,
-                                  clients_per_round=1)
+    profile = dataclasses.replace(get_profile("cifar100-swin-t", profile_name), train_size=16, val_size=4,
+                                  min_client_size=1, num_clients=2, clients_per_round=1)
     task = spec.builder(spec, profile, 0)
     assert task.test["pixel_values"].shape == (6, 3, 32, 32)  # stored small, resized to 224 inside the model
     assert task.backbone.model.size == 224 and len(task.class_names) == 3
-    history = one_private_step(task)
+    assert task.backbone.model.net.layers[0].blocks[0].attn.window_size == (7, 7)
+    history = one_private_step(task, profile)
     assert history["epsilon_spent"].iloc[0] > 0
 
 
-def test_paper_glue_task_on_a_local_stand_in(tmp_path):
+@pytest.mark.parametrize("profile_name", ["colab", "paper"])
+def test_paper_glue_task_on_a_local_stand_in(tmp_path, profile_name):
     """Same format as nyu-mll/glue qnli; a tiny RobertaForSequenceClassification saved like roberta-base."""
     import datasets
     from transformers import AutoTokenizer, RobertaConfig, RobertaForSequenceClassification
@@ -91,12 +115,12 @@ def test_paper_glue_task_on_a_local_stand_in(tmp_path):
     spec = TASKS["qnli-roberta"]
     spec = dataclasses.replace(spec, source={**spec.source, "dataset": str(tmp_path / "glue"),
                                              "model": str(tmp_path / "roberta")})
-    profile = dataclasses.replace(PAPER_TEXT, train_size=16, val_size=4, min_client_size=1, num_clients=2,
-                                  clients_per_round=1)
+    profile = dataclasses.replace(get_profile("qnli-roberta", profile_name), train_size=16, val_size=4,
+                                  min_client_size=1, num_clients=2, clients_per_round=1)
     task = spec.builder(spec, profile, 0)
-    assert task.test["input_ids"].shape == (6, 128)  # the paper's max length
+    assert task.test["input_ids"].shape == (6, 128)  # the paper's max length (and colab's for sentence pairs)
     assert len(lora_layers(task.backbone.model)) == 3
-    history = one_private_step(task)
+    history = one_private_step(task, profile)
     assert history["epsilon_spent"].iloc[0] > 0
 
 
