@@ -1,21 +1,41 @@
-"""The paper's reported numbers, as data: ``results/paper/reported.csv``.
+"""The paper's reported numbers, as data, and our results next to them.
 
-One row per public cell of Liu et al. (ICLR 2026): ``table`` (main, ablation, language), ``model``,
-``dataset``, ``epsilon`` (empty where the paper does not say), ``method`` (this package's method
-names), ``accuracy`` (test accuracy, %), ``note`` and ``source``. Notebook 07 and ``lalora figures``
+``results/paper/reported.csv`` holds one row per public cell of Liu et al. (ICLR 2026): ``table``
+(main, ablation, language, sharpness), ``model``, ``dataset``, ``epsilon`` (empty where the paper
+does not say), ``method`` (this package's method names), ``metric`` (``accuracy`` in %, or
+``top_hessian_eigenvalue``), ``value``, ``note`` and ``source``. Notebook 07 and ``lalora figures``
 put our results next to these; nothing else in the package hard-codes a reported number.
+
+Which paper cell a task of ours answers is :data:`PAPER_CELL`. A stand-in (``fmnist-swin``,
+``wordnet-minilm``) answers the paper's *question* (does LA-LoRA beat each baseline, at which
+budget) but not its numbers: its accuracies are on another dataset and model, and only the signs of
+the paired differences are compared with the paper's.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
+import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
 from .methods import METHODS
+from .stats import paired_differences, run_table, summary
+from .style import color
 
-COLUMNS = ("table", "model", "dataset", "epsilon", "method", "accuracy", "note", "source")
-TABLES = ("main", "ablation", "language")
+COLUMNS = ("table", "model", "dataset", "epsilon", "method", "metric", "value", "note", "source")
+TABLES = ("main", "ablation", "language", "sharpness")
+METRICS = ("accuracy", "top_hessian_eigenvalue")
+# our task -> (the paper's model, dataset) it answers, and whether it is a stand-in
+PAPER_CELL = {
+    "cifar100-swin-t": ("Swin-T", "CIFAR-100", False), "tinyimagenet-swin-t": ("Swin-T", "Tiny-ImageNet", False),
+    "cifar100-swin-b": ("Swin-B", "CIFAR-100", False), "tinyimagenet-swin-b": ("Swin-B", "Tiny-ImageNet", False),
+    "sst2-roberta": ("RoBERTa-base", "SST-2", False), "qnli-roberta": ("RoBERTa-base", "QNLI", False),
+    "mnli-roberta": ("RoBERTa-base", "MNLI", False), "qqp-roberta": ("RoBERTa-base", "QQP", False),
+    "fmnist-swin": ("Swin-T", "CIFAR-100", True), "wordnet-minilm": ("RoBERTa-base", "QNLI", True),
+}
 
 
 def reported_path() -> Path:
@@ -25,16 +45,118 @@ def reported_path() -> Path:
 
 
 def reported(path: Path | None = None) -> pd.DataFrame:
-    """The reported cells, checked: the columns above, known tables and methods, accuracies in [0, 100]."""
+    """The reported cells, checked: the columns above, known tables, methods and metrics, accuracies
+    in [0, 100], eigenvalues > 0."""
     path = path or reported_path()
     table = pd.read_csv(path)
     if tuple(table.columns) != COLUMNS:
         raise ValueError(f"{path}: columns must be {', '.join(COLUMNS)}; found {', '.join(table.columns)}")
-    checks = [("table", set(TABLES)), ("method", set(METHODS))]
-    for column, allowed in checks:
+    for column, allowed in (("table", set(TABLES)), ("method", set(METHODS)), ("metric", set(METRICS))):
         bad = sorted(set(table[column]) - allowed)
         if bad:
             raise ValueError(f"{path}: unknown {column} {bad}; allowed: {', '.join(sorted(allowed))}")
-    if not table["accuracy"].between(0, 100).all():
+    accuracy = table["metric"] == "accuracy"
+    if not table.loc[accuracy, "value"].between(0, 100).all():
         raise ValueError(f"{path}: accuracies must be percentages in [0, 100]")
+    if not (table.loc[~accuracy, "value"] > 0).all():
+        raise ValueError(f"{path}: eigenvalues must be > 0")
     return table
+
+
+def paper_layout(table: pd.DataFrame, name: str) -> pd.DataFrame:
+    """One reported table as the paper prints it: a row per (model, dataset, epsilon), a column per method."""
+    rows = table[table["table"] == name]
+    methods = [m for m in METHODS if m in set(rows["method"])]
+    return rows.pivot_table(index=["model", "dataset", "epsilon"], columns="method", values="value",
+                            dropna=False)[methods].dropna(how="all")
+
+
+def ours_vs_reported(results_dir: Path, table: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Every stored comparison (``results/<task>/<profile>/history.csv``) next to the paper's cell it answers.
+
+    One row per (task, profile, method, epsilon) that the paper reports for the same model and dataset,
+    at the same epsilon: our mean and 95 % interval, the paper's value, the difference (meaningful
+    only for a non-stand-in), and for each baseline the paper's sign of LA-LoRA minus it against our
+    paired interval (``agrees``: the interval lies on the paper's side of 0; ``contradicts``: on the
+    other side; ``unresolved``: it contains 0).
+    """
+    table = reported() if table is None else table
+    accuracy = table[(table["metric"] == "accuracy") & table["epsilon"].notna()]
+    rows = []
+    for history_path in sorted(results_dir.glob("*/*/history.csv")):
+        task, profile = history_path.parent.parent.name, history_path.parent.name
+        if task not in PAPER_CELL:
+            continue
+        model, dataset, stand_in = PAPER_CELL[task]
+        runs = run_table(pd.read_csv(history_path))
+        ours, paired = summary(runs), paired_differences(runs)
+        cell = accuracy[(accuracy["model"] == model) & (accuracy["dataset"] == dataset)]
+        for r in cell.itertuples():
+            mine = ours[(ours["method"] == r.method) & (ours["epsilon"] == r.epsilon)]
+            if mine.empty:
+                continue
+            m = mine.iloc[0]
+            row = {"task": task, "profile": profile, "stand_in": stand_in, "paper_table": r.table,
+                   "model": model, "dataset": dataset, "epsilon": r.epsilon, "method": r.method,
+                   "ours": 100 * m["mean"], "ours_low": 100 * m["ci_low"], "ours_high": 100 * m["ci_high"],
+                   "seeds": int(m["seeds"]), "paper": r.value, "ours_minus_paper": 100 * m["mean"] - r.value}
+            lalora = cell[(cell["method"] == "lalora") & (cell["epsilon"] == r.epsilon)]
+            pair = paired[(paired["baseline"] == r.method) & (paired["epsilon"] == r.epsilon)] if len(paired) else paired
+            if r.method != "lalora" and not lalora.empty and not pair.empty:
+                paper_sign = np.sign(lalora["value"].item() - r.value)
+                low, high = 100 * pair["ci_low"].item(), 100 * pair["ci_high"].item()
+                row |= {"lalora_minus_it": 100 * pair["difference"].item(), "diff_low": low, "diff_high": high,
+                        "paper_lalora_minus_it": lalora["value"].item() - r.value,
+                        "sign": _sign_verdict(paper_sign, low, high)}
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def paper_claims(task: str, paired: pd.DataFrame, table: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The paper's claim "LA-LoRA beats <baseline>" for every baseline and budget we measured on ``task``
+    (our paired differences, :func:`~lalora_lite.stats.paired_differences`), next to the paper's own
+    difference on the cell ``task`` answers (at the budget it reports), with a verdict from our interval."""
+    table = reported() if table is None else table
+    model, dataset, stand_in = PAPER_CELL[task]
+    cell = table[(table["model"] == model) & (table["dataset"] == dataset) & (table["metric"] == "accuracy")]
+    rows = []
+    for r in paired.itertuples():
+        theirs = cell[cell["method"].isin(["lalora", r.baseline])]
+        paper = (f"{theirs.loc[theirs.method == 'lalora', 'value'].item() - theirs.loc[theirs.method == r.baseline, 'value'].item():+.2f} "
+                 f"points ({model} / {dataset}, eps={theirs['epsilon'].iloc[0]:g})") if len(theirs) == 2 else "not reported"
+        sign = _sign_verdict(1.0, 100 * r.ci_low, 100 * r.ci_high)
+        verdict = {"agrees": "reproduces", "contradicts": "does not reproduce", "unresolved": "unresolved"}[sign]
+        rows.append({"claim": f"LA-LoRA beats {r.baseline} at eps={r.epsilon:g}", "paper": paper,
+                     "measured": f"{100 * r.difference:+.1f} points [{100 * r.ci_low:+.1f}, {100 * r.ci_high:+.1f}], "
+                                 f"{r.seeds} paired seeds" + (" (stand-in)" if stand_in else ""),
+                     "verdict": verdict})
+    return pd.DataFrame(rows)
+
+
+def _sign_verdict(paper_sign: float, low: float, high: float) -> str:
+    if math.isnan(low) or low <= 0 <= high:
+        return "unresolved"
+    return "agrees" if np.sign(low) == paper_sign else "contradicts"
+
+
+def plot_ours_vs_reported(comparison: pd.DataFrame, path: Path) -> None:
+    """One panel per (task, profile, epsilon): the paper's value (open bar) and ours (mean, 95 % interval)."""
+    groups = list(comparison.groupby(["task", "profile", "epsilon"], sort=False))
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 4.0), squeeze=False, sharey=True)
+    for ax, ((task, profile, eps), rows) in zip(axes[0], groups):
+        x = np.arange(len(rows))
+        colours = [color(m) for m in rows["method"]]
+        ax.bar(x, rows["paper"], 0.6, fill=False, edgecolor=colours, lw=1.5, label="paper (reported)")
+        ax.errorbar(x, rows["ours"], yerr=[rows["ours"] - rows["ours_low"], rows["ours_high"] - rows["ours"]],
+                    fmt="none", ecolor="black", capsize=3)
+        ax.scatter(x, rows["ours"], c=colours, zorder=3, label="ours (mean, 95 % interval)")
+        ax.set_xticks(x, rows["method"], rotation=30, fontsize=8)
+        ax.set_xlim(-0.7, len(rows) - 0.3)
+        model, dataset, stand_in = PAPER_CELL[task]
+        label = f"{task} [{profile}]" + (" — a STAND-IN" if stand_in else "")
+        ax.set_title(f"{label}\nvs paper {model} / {dataset}, eps={eps:g}", fontsize=8)
+        ax.set_ylabel("test accuracy (%)")
+    axes[0][0].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -10,7 +10,9 @@ For every ``results/<task>/<profile>/history.csv`` (with ``meta.json`` and ``cho
 * ``figures/<task>-<profile>-accuracy-vs-upload.png``: final accuracy against uploaded bytes;
 * ``figures/<task>-<profile>-curves-eps<e>.png``: accuracy per evaluated round at the smallest budget;
 * ``results/<task>/<profile>/summary.{csv,md}`` and ``paired.csv``: the tables, the chosen settings
-  and what the tuning cost in privacy.
+  and what the tuning cost in privacy;
+* ``results/ours-vs-paper.csv`` and ``figures/ours-vs-paper.png``: every stored comparison next to
+  the paper cell it answers (:mod:`lalora_lite.paper`; stand-ins labelled, signs compared).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 
+from .paper import ours_vs_reported, plot_ours_vs_reported
 from .stats import LAST_EVALUATIONS, paired_differences, run_table, summary, t_interval
 from .style import CHANCE_STYLE, color, style
 
@@ -222,33 +225,43 @@ def write_summary(folder: Path, runs: pd.DataFrame, paired: pd.DataFrame, meta: 
     return path
 
 
+def draw_folder(folder: Path, figures_dir: Path) -> list[Path]:
+    """Tables and figures of one ``results/<task>/<profile>/`` folder; returns the files written."""
+    history = pd.read_csv(folder / "history.csv")
+    task, profile = folder.parent.name, folder.name
+    meta = json.loads((folder / "meta.json").read_text()) if (folder / "meta.json").exists() else {}
+    chosen = pd.read_csv(folder / "chosen.csv") if (folder / "chosen.csv").exists() else None
+    runs = run_table(history)
+    paired = paired_differences(runs)
+    written = [write_summary(folder, runs, paired, meta, chosen)]
+    label = f"{_description(task)}\n[{profile} profile]"
+    stem = figures_dir / f"{task}-{profile}"
+    plot_accuracy_vs_epsilon(runs, meta, label, path := Path(f"{stem}-accuracy-vs-epsilon.png"))
+    written.append(path)
+    if not paired.empty:
+        plot_paired_differences(paired, runs, label, path := Path(f"{stem}-paired-differences.png"))
+        written.append(path)
+    plot_accuracy_vs_upload(runs, label, path := Path(f"{stem}-accuracy-vs-upload.png"))
+    written.append(path)
+    finite = sorted(e for e in history["epsilon_target"].unique() if not math.isinf(e))
+    if finite:
+        path = Path(f"{stem}-curves-eps{finite[0]:g}.png")
+        plot_curves(history, finite[0], meta, f"{label[:-1]}, eps={finite[0]:g}]", path)
+        written.append(path)
+    return written
+
+
 def redraw(results_dir: Path = Path("results"), figures_dir: Path = Path("figures")) -> list[Path]:
     """Redraw every figure and summary table from the stored histories; returns the files written."""
     figures_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for history_path in sorted(results_dir.glob("*/*/history.csv")):
-        folder = history_path.parent
-        history = pd.read_csv(history_path)
-        task, profile = folder.parent.name, folder.name
-        meta = json.loads((folder / "meta.json").read_text()) if (folder / "meta.json").exists() else {}
-        chosen = pd.read_csv(folder / "chosen.csv") if (folder / "chosen.csv").exists() else None
-        runs = run_table(history)
-        paired = paired_differences(runs)
-        written.append(write_summary(folder, runs, paired, meta, chosen))
-        label = f"{_description(task)}\n[{profile} profile]"
-        stem = figures_dir / f"{task}-{profile}"
-        plot_accuracy_vs_epsilon(runs, meta, label, written_path := Path(f"{stem}-accuracy-vs-epsilon.png"))
-        written.append(written_path)
-        if not paired.empty:
-            plot_paired_differences(paired, runs, label, written_path := Path(f"{stem}-paired-differences.png"))
-            written.append(written_path)
-        plot_accuracy_vs_upload(runs, label, written_path := Path(f"{stem}-accuracy-vs-upload.png"))
-        written.append(written_path)
-        finite = sorted(e for e in history["epsilon_target"].unique() if not math.isinf(e))
-        if finite:
-            path = Path(f"{stem}-curves-eps{finite[0]:g}.png")
-            plot_curves(history, finite[0], meta, f"{label[:-1]}, eps={finite[0]:g}]", path)
-            written.append(path)
+        written += draw_folder(history_path.parent, figures_dir)
+    comparison = ours_vs_reported(results_dir)
+    if not comparison.empty:
+        comparison.to_csv(table_path := results_dir / "ours-vs-paper.csv", index=False)
+        plot_ours_vs_reported(comparison, figure_path := figures_dir / "ours-vs-paper.png")
+        written += [table_path, figure_path]
     return written
 
 

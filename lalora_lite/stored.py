@@ -1,0 +1,66 @@
+"""Stored comparisons: read one back, say whether it was made with the current settings, or compute it.
+
+Notebooks 05 and 06 read like the UvA tutorials: a stored comparison (``results/<task>/<profile>/``)
+is shown without rerunning it, and a reader sees at once whether it still matches the profile in the
+code. A missing one is computed (``lalora compare``: search, then final runs; resumable) when the
+notebook allows it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from .experiments import SEARCH_ONLY, compare
+from .tasks import get_profile
+
+
+def settings_drift(meta: dict, task: str, profile_name: str) -> dict[str, tuple[object, object]]:
+    """Profile settings whose stored value (``meta.json``) differs from the current one: name -> (stored, now).
+    Settings the stored run predates count as ``None`` against a non-default current value."""
+    stored = meta.get("profile_settings", {})
+    now = get_profile(task, profile_name).__dict__
+    drift = {}
+    for name, value in now.items():
+        if name in ("epsilons", "seeds", "methods"):  # a compare may run a subset of these on purpose
+            continue
+        old = stored.get(name)
+        same = old == value or (isinstance(value, tuple) and old == list(value))
+        if not same and not (old is None and name not in SEARCH_ONLY and value == _default(name)):
+            drift[name] = (old, value)
+    return drift
+
+
+def _default(name: str) -> object:
+    from dataclasses import fields
+
+    from .profiles import Profile
+
+    return next(f.default for f in fields(Profile) if f.name == name)
+
+
+def results_or_compare(task: str, profile_name: str, results_dir: Path, runs_dir: Path, run_missing: bool,
+                       **compare_kwargs: object) -> tuple[pd.DataFrame, dict, str]:
+    """``(history, meta, status)`` of the comparison of ``task`` at ``profile_name``: the stored one if
+    there is one, else computed now with :func:`~lalora_lite.experiments.compare` when ``run_missing``
+    (an error otherwise, naming the command that makes it). ``status`` says which, and lists the
+    settings a stored comparison was made with that differ from the current profile."""
+    folder = results_dir / task / profile_name
+    if not (folder / "history.csv").exists():
+        if not run_missing:
+            raise ValueError(f"no stored comparison in {folder}; make it with: lalora compare --task {task} "
+                             f"--profile {profile_name}")
+        compare(task, profile_name, runs_dir=runs_dir, results_dir=results_dir, **compare_kwargs)
+        status = "computed now"
+    else:
+        status = "stored"
+    meta = json.loads((folder / "meta.json").read_text())
+    drift = settings_drift(meta, task, profile_name)
+    if drift:
+        changes = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in drift.items())
+        status += f", made with settings that differ from the current profile: {changes}"
+    else:
+        status += ", made with the current profile's settings"
+    return pd.read_csv(folder / "history.csv"), meta, f"{status} (commit {meta.get('git_commit', '?')[:7]})"
