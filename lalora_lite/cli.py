@@ -5,6 +5,7 @@
 ``lalora figures``     redraw every figure and table from stored results (no training).
 ``lalora pretrain``    build (and cache) the stand-in backbone and report its transfer quality.
 ``lalora accountant``  noise multiplier for a privacy budget (RDP and PRV).
+``lalora estimate``    time and memory of a paper task's comparison on a T4 or an H100, before running it.
 ``lalora audit``       empirical privacy audit: epsilon lower bounds for our DP step and the authors'.
 
 The profile (smoke | cpu | paper) comes from --profile, else $LALORA_PROFILE, else cpu.
@@ -29,6 +30,19 @@ def cmd_accountant(args: argparse.Namespace) -> None:
         sigma = calibrate_noise_multiplier(args.epsilon, args.delta, args.sample_rate, args.steps, kind)
         spent = epsilon_for(sigma, args.sample_rate, args.steps, args.delta, kind)
         print(f"{kind.upper():>4}: noise multiplier sigma = {sigma:.4f}  (epsilon at that sigma: {spent:.4f})")
+
+
+def cmd_estimate(args: argparse.Namespace) -> None:
+    from .estimate import DEVICES, estimate
+
+    profile_name = current_profile(args.profile)
+    print("| task | profile | device | GFLOP/example (fwd) | s per round | min per run | runs | h per method and budget "
+          "| h for the comparison | GB per DP step |\n|---|---|---|---|---|---|---|---|---|---|")
+    for device in args.devices or DEVICES:
+        e = estimate(args.task, profile_name, device)
+        print(f"| {args.task} | {profile_name} | {device} | {e['forward_gflop_per_example']:.1f} | "
+              f"{e['train_s_per_round']:.2f} | {e['run_min']:.1f} | {e['runs']} | {e['hours_per_method_and_budget']:.2f} | "
+              f"{e['compare_hours']:.1f} | {e['step_memory_gb']:.1f} |")
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -116,6 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
     acc.add_argument("--sample-rate", type=float, required=True, help="Poisson sampling rate q = batch / n")
     acc.add_argument("--steps", type=int, required=True, help="noisy steps one client takes")
     acc.set_defaults(func=cmd_accountant)
+
+    est = sub.add_parser("estimate", help="time and memory of a paper task's comparison (T4, H100), before running it")
+    est.add_argument("--task", required=True, help="a paper task, e.g. cifar100-swin-t, sst2-roberta")
+    est.add_argument("--profile", choices=PROFILES, help="colab or paper; default: $LALORA_PROFILE or cpu")
+    est.add_argument("--devices", nargs="+", choices=("t4", "h100"), help="default: both")
+    est.set_defaults(func=cmd_estimate)
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--task", required=True, help="e.g. fmnist-swin, wordnet-minilm, cifar100-swin-b")

@@ -54,7 +54,7 @@ MEASURED = {
     ),
 }
 T4_OVER_H100 = 65.0 / 494.7  # dense peaks: T4 fp16 tensor cores / H100 SXM TF32 (an assumption, not a measurement)
-DEVICES = ("h100", "t4")
+DEVICES = ("t4", "h100")
 
 
 def _meta_model(family: str, model: str, num_classes: int, **model_kwargs: object) -> tuple[torch.nn.Module, tuple, tuple]:
@@ -91,6 +91,7 @@ class Graph:
         return self.weights_bytes + self.saved_bytes + self.per_example_bytes
 
 
+@lru_cache(maxsize=16)
 def measure_graph(family: str, model: str, size: int, batch: int, rank: int = 8, num_classes: int = 100,
                   **model_kwargs: object) -> Graph:
     """FLOPs and step memory of ``model`` with LoRA (rank ``rank``, A and B trainable) on the meta device."""

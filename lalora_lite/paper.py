@@ -23,7 +23,7 @@ import pandas as pd
 
 from .methods import METHODS
 from .stats import paired_differences, run_table, summary
-from .style import color
+from .style import color, hatch
 
 COLUMNS = ("table", "model", "dataset", "epsilon", "method", "metric", "value", "note", "source")
 TABLES = ("main", "ablation", "language", "sharpness")
@@ -127,8 +127,9 @@ def paper_claims(task: str, paired: pd.DataFrame, table: pd.DataFrame | None = N
         sign = _sign_verdict(1.0, 100 * r.ci_low, 100 * r.ci_high)
         verdict = {"agrees": "reproduces", "contradicts": "does not reproduce", "unresolved": "unresolved"}[sign]
         rows.append({"claim": f"LA-LoRA beats {r.baseline} at eps={r.epsilon:g}", "paper": paper,
-                     "measured": f"{100 * r.difference:+.1f} points [{100 * r.ci_low:+.1f}, {100 * r.ci_high:+.1f}], "
-                                 f"{r.seeds} paired seeds" + (" (stand-in)" if stand_in else ""),
+                     "measured": f"{100 * r.difference:+.1f} points " + (
+                         f"[{100 * r.ci_low:+.1f}, {100 * r.ci_high:+.1f}], {r.seeds} paired seeds" if r.seeds > 1
+                         else "(1 seed: no interval)") + (" (stand-in)" if stand_in else ""),
                      "verdict": verdict})
     return pd.DataFrame(rows)
 
@@ -146,7 +147,9 @@ def plot_ours_vs_reported(comparison: pd.DataFrame, path: Path) -> None:
     for ax, ((task, profile, eps), rows) in zip(axes[0], groups):
         x = np.arange(len(rows))
         colours = [color(m) for m in rows["method"]]
-        ax.bar(x, rows["paper"], 0.6, fill=False, edgecolor=colours, lw=1.5, label="paper (reported)")
+        for xi, m, value in zip(x, rows["method"], rows["paper"]):
+            ax.bar(xi, value, 0.6, fill=False, edgecolor=color(m), hatch=hatch(m), lw=1.5,
+                   label="paper (reported)" if xi == 0 else None)
         ax.errorbar(x, rows["ours"], yerr=[rows["ours"] - rows["ours_low"], rows["ours_high"] - rows["ours"]],
                     fmt="none", ecolor="black", capsize=3)
         ax.scatter(x, rows["ours"], c=colours, zorder=3, label="ours (mean, 95 % interval)")

@@ -204,7 +204,7 @@ def write_summary(folder: Path, runs: pd.DataFrame, paired: pd.DataFrame, meta: 
     table = summary(runs)
     table.to_csv(folder / "summary.csv", index=False)
     paired.to_csv(folder / "paired.csv", index=False)
-    parts = [f"# {task} ({profile} profile)", _description(task),
+    parts = [f"# {task} ({profile} profile)", describe_task(task),
              "Final test accuracy (%): mean [95 % t-interval] (n seeds). "
              f"Chance {_pct(meta.get('test_chance', math.nan))} %, majority class "
              f"{_pct(meta.get('test_majority', math.nan))} %.", summary_markdown(table)]
@@ -234,7 +234,7 @@ def draw_folder(folder: Path, figures_dir: Path) -> list[Path]:
     runs = run_table(history)
     paired = paired_differences(runs)
     written = [write_summary(folder, runs, paired, meta, chosen)]
-    label = f"{_description(task)}\n[{profile} profile]"
+    label = f"{describe_task(task)}\n[{profile} profile]"
     stem = figures_dir / f"{task}-{profile}"
     plot_accuracy_vs_epsilon(runs, meta, label, path := Path(f"{stem}-accuracy-vs-epsilon.png"))
     written.append(path)
@@ -289,7 +289,7 @@ def save_figure(fig: plt.Figure, name: str, profile: str) -> Path:
     return path
 
 
-def _description(task: str) -> str:
+def describe_task(task: str) -> str:
     from .tasks import TASKS
 
     return TASKS[task].description if task in TASKS else task

@@ -40,3 +40,8 @@ def style(method: str) -> dict[str, str]:
     if method in METHODS:
         return OTHER_STYLE
     raise ValueError(f"no style for method {method!r}; known: {', '.join(METHODS)}")
+
+
+def hatch(method: str) -> str | None:
+    """The bar-chart counterpart of the dotted line: ablation variants are hatched in their parent's colour."""
+    return "//" if style(method)["ls"] == ":" else None

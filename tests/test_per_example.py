@@ -76,3 +76,15 @@ def test_unsupported_trainable_module_is_an_error(swin, image_batch):
     model.norm.weight.requires_grad_(True)  # a LayerNorm has no per-example rule here
     with pytest.raises(TypeError, match="norm .*LayerNorm"):
         per_example_gradients(model, lambda: summed_loss(model, image_batch), 6)
+
+
+def test_the_loop_reference_agrees_with_the_vectorised_engine(swin, image_batch):
+    """per_example_by_loop is what notebooks 05/06 check the real backbones against."""
+    from lalora_lite.per_example import per_example_by_loop
+
+    model = swin.model
+    fast = per_example_gradients(model, lambda: summed_loss(model, image_batch), 6)
+    slow = per_example_by_loop(model, 6, lambda i: summed_loss(model, {k: v[i:i + 1] for k, v in image_batch.items()}))
+    assert set(fast) == set(slow)
+    for name in fast:
+        torch.testing.assert_close(fast[name], slow[name], rtol=1e-4, atol=1e-6)
