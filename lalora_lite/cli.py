@@ -75,7 +75,8 @@ def cmd_compare(args: argparse.Namespace) -> None:
             print(f"{args.task} [{profile_name}] {estimate_line(args.task, profile_name, kind)}", flush=True)
     history = compare(args.task, profile_name, tuple(args.methods) if args.methods else None,
                       tuple(args.epsilons) if args.epsilons else None, tuple(args.seeds) if args.seeds else None,
-                      Path(args.runs), Path(args.results), device=args.device, workers=args.workers)
+                      Path(args.runs), Path(args.results), device=args.device, workers=args.workers,
+                      tune_on=args.tune_on)
     print(summary_markdown(summary(run_table(history))))
     for path in redraw(Path(args.results), Path(args.figures)):
         print(f"wrote {path}")
@@ -159,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--epsilons", nargs="+", type=float, help="default: the profile's")
     cmp.add_argument("--seeds", nargs="+", type=int, help="default: the profile's")
     cmp.add_argument("--workers", type=int, help="parallel run processes (default: one per core; 1 on a GPU)")
+    cmp.add_argument("--tune-on", choices=("private", "public"), default="private",
+                     help="search on the private validation split (default) or on the task's public data (no privacy "
+                          "cost; results in <profile>+public-tuning)")
     cmp.add_argument("--results", default="results")
     cmp.add_argument("--figures", default="figures")
     cmp.set_defaults(func=cmd_compare)

@@ -43,7 +43,7 @@ from .federated import FederatedConfig, run_federated, validate
 from .methods import get_method
 from .profiles import Profile
 from .search import GridSearch, check_grid, score
-from .tasks import Task, build_task, get_profile
+from .tasks import TASKS, Task, build_task, get_profile, get_task
 from .training import LocalConfig
 
 PACKAGES = ("torch", "timm", "transformers", "opacus", "numpy", "pandas", "seaborn")
@@ -264,6 +264,23 @@ def search(task: str, profile_name: str, profile: Profile, methods: Sequence[str
     return searches, pd.concat(histories, ignore_index=True)
 
 
+TUNE_ON = ("private", "public")
+
+
+def tuning_task(task: str, tune_on: str) -> str:
+    """The task the search runs on: ``task`` itself (its private validation split) or its public stand-in."""
+    if tune_on not in TUNE_ON:
+        raise ValueError(f"unknown tune_on {tune_on!r}; allowed: {', '.join(TUNE_ON)}")
+    if tune_on == "private":
+        return task
+    public = get_task(task).public_tuning
+    if public is None:
+        with_public = [name for name, spec in TASKS.items() if spec.public_tuning]
+        raise ValueError(f"task {task!r} has no public data to tune on; tune_on='public' is offered for: "
+                         f"{', '.join(with_public)}")
+    return public
+
+
 def chosen_setting(results_dir: Path, task: str, profile: str, method: str, epsilon: float | None) -> tuple[float, float]:
     """``(lr, clip_norm)`` that the stored comparison chose for ``method`` at ``epsilon`` (``None``: no DP)."""
     chosen = pd.read_csv(results_dir / task / profile / "chosen.csv")
@@ -277,10 +294,15 @@ def chosen_setting(results_dir: Path, task: str, profile: str, method: str, epsi
 def compare(task: str, profile_name: str, methods: tuple[str, ...] | None = None,
             epsilons: tuple[float, ...] | None = None, seeds: tuple[int, ...] | None = None,
             runs_dir: Path = Path("runs"), results_dir: Path = Path("results"), progress: bool = True,
-            device: str = "cpu", workers: int | None = None) -> pd.DataFrame:
-    """Search, then all final runs; writes the tidy results and returns the final history."""
+            device: str = "cpu", workers: int | None = None, tune_on: str = "private") -> pd.DataFrame:
+    """Search, then all final runs; writes the tidy results and returns the final history.
+
+    ``tune_on="public"`` runs the search on the task's public stand-in (``TaskSpec.public_tuning``:
+    data no client holds) instead of the private validation split: the chosen settings then cost no
+    privacy. Its results go to ``results/<task>/<profile>+public-tuning/``."""
     target = resolve_device(device)
     profile = get_profile(task, profile_name)
+    search_task = tuning_task(task, tune_on)
     methods = methods or profile.methods
     for m in methods:
         get_method(m)
@@ -293,6 +315,8 @@ def compare(task: str, profile_name: str, methods: tuple[str, ...] | None = None
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     profile = dataclasses_replace(profile, seeds=tuple(seeds), epsilons=tuple(epsilons))
+    search_profile = dataclasses_replace(get_profile(search_task, profile_name), seeds=profile.seeds,
+                                         epsilons=profile.epsilons, methods=profile.methods)
 
     if progress:
         search_runs, final_runs = (sum(n) for n in zip(*(planned_runs(profile, m) for m in methods)))
@@ -302,13 +326,13 @@ def compare(task: str, profile_name: str, methods: tuple[str, ...] | None = None
     started = time.perf_counter()
     with Runner(runs_dir, workers, device, progress) as runner:
         counts = runner.call(count_test_labels, task, profile_name, seeds[0]).double()  # builds where runs do
-        searches, search_history = search(task, profile_name, profile, methods, epsilons, runner)
+        searches, search_history = search(search_task, profile_name, search_profile, methods, epsilons, runner)
         search_wall = time.perf_counter() - started
         specs = [RunSpec(task, profile_name, s.method, s.epsilon, seed, *s.best(), profile.rounds, "test")
                  for s in searches for seed in seeds]
         history = pd.concat(runner.run(specs, "final runs"), ignore_index=True)
 
-    out = results_dir / task / profile_name
+    out = results_dir / task / (profile_name if tune_on == "private" else f"{profile_name}+public-tuning")
     out.mkdir(parents=True, exist_ok=True)
     history.to_csv(out / "history.csv", index=False)
     search_history.to_csv(out / "search.csv", index=False)
@@ -317,6 +341,7 @@ def compare(task: str, profile_name: str, methods: tuple[str, ...] | None = None
     meta = {
         "task": task, "profile": profile_name, "profile_settings": profile.__dict__,
         "methods": list(methods), "epsilons": list(epsilons), "seeds": list(seeds), "search_seed": seeds[0],
+        "tuned_on": tune_on, "search_task": search_task,
         "chosen": {m: {("none" if math.isinf(r.epsilon) else f"{r.epsilon:g}"): {"lr": r.lr, "clip_norm": r.clip_norm}
                        for r in chosen[chosen["method"] == m].itertuples()} for m in methods},
         "test_chance": 1.0 / len(counts), "test_majority": float(counts.max() / counts.sum()),

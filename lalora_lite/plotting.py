@@ -87,6 +87,12 @@ def chosen_markdown(chosen: pd.DataFrame) -> str:
 def tuning_cost(meta: dict, chosen: pd.DataFrame) -> str:
     """What the search tuned on which data, and what that means for the reported epsilon."""
     runs = int(chosen["search_runs"].sum())
+    if meta.get("tuned_on") == "public":
+        return (f"**What the tuning cost in privacy: nothing.** The settings were chosen by {runs} search runs on "
+                f"`{meta['search_task']}`, public data that no client holds ({describe_task(meta['search_task'])}); "
+                "no private example was read before the final runs, so the reported epsilon is the whole cost. "
+                "What this gives up in accuracy is the difference to the same comparison tuned on the private "
+                "validation split.")
     return (f"**What the tuning cost in privacy.** The settings were chosen by {runs} search runs on a "
             f"validation split drawn from the *private* pool, with seed {meta.get('search_seed', 0)}'s client "
             "split (the same clients' data as that seed's final run). Each search run is itself DP at its "
@@ -96,7 +102,8 @@ def tuning_cost(meta: dict, chosen: pd.DataFrame) -> str:
             f"{meta.get('search_seed', 0)}; random search with a random number of runs costs a small "
             "constant factor, Papernot & Steinke 2022). The other seeds' final runs reuse the chosen "
             "settings on different splits, as a practitioner reusing published settings would; the "
-            "numbers here are, like the paper's, tuned-on-private-data results.")
+            "numbers here are, like the paper's, tuned-on-private-data results (`lalora compare "
+            "--tune-on public` tunes at no privacy cost where a task has public data).")
 
 
 def _reference_lines(ax: plt.Axes, meta: dict) -> None:

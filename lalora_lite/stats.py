@@ -91,3 +91,18 @@ def paired_differences(runs: pd.DataFrame, reference: str = "lalora", delta: flo
                          "seeds": len(d), "resolved": bool(low > 0 or high < 0),
                          f"seeds_for_{round(100 * delta)}pt": seeds_needed(spread, delta) if len(d) > 1 else None})
     return pd.DataFrame(rows)
+
+
+def tuning_gap(private: pd.DataFrame, public: pd.DataFrame) -> pd.DataFrame:
+    """What tuning on public data gives up: per method and epsilon, the final accuracy of the comparison
+    tuned on public data minus the one tuned on the private validation split, paired by seed (the same
+    client splits; two :func:`run_table` s). Negative: public tuning costs accuracy."""
+    keys = ["method", "epsilon_target", "seed"]
+    both = private.merge(public, on=keys, suffixes=("_private", "_public"))
+    rows = []
+    for (method, eps), group in both.groupby(["method", "epsilon_target"], sort=False):
+        d = group["accuracy_public"] - group["accuracy_private"]
+        mean, low, high = t_interval(d)
+        rows.append({"method": method, "epsilon": eps, "public_minus_private": mean, "ci_low": low, "ci_high": high,
+                     "seeds": len(d), "resolved": bool(low > 0 or high < 0)})
+    return pd.DataFrame(rows)

@@ -62,6 +62,7 @@ class TaskSpec:
     builder: Callable[[TaskSpec, Profile, int], Task]
     profiles: dict[str, Profile]
     source: dict = field(default_factory=dict)  # paper tasks: hub dataset and model names, keys, test split size
+    public_tuning: str | None = None  # a task of public data only, on which the search may tune at no privacy cost
 
 
 def cache_dir() -> Path:
@@ -162,6 +163,18 @@ def _build_fmnist_swin(spec: TaskSpec, profile: Profile, seed: int) -> Task:
     clients, val = _split_pool(private("train"), profile, seed)
     test = _first(private("test"), profile.test_size, 0)  # the same test images for every seed
     return Task(spec.name, spec.description, backbone, clients, val, test, FASHION_MNIST_CLASSES[FMNIST_PUBLIC:])
+
+
+def _build_fmnist_public(spec: TaskSpec, profile: Profile, seed: int) -> Task:
+    """Public data only: the *test* images of the public classes 0-4 (5,000, never used in pretraining,
+    which saw their train images), dealt to clients and a validation split like the private pool. A
+    search on it reads no private example: the settings it chooses cost no privacy."""
+    backbone = _adapt(pretrained_fmnist_swin(profile.pretrain_steps), profile, FMNIST_PUBLIC, seed)
+    images, labels = load_fashion_mnist("test")
+    keep = labels < FMNIST_PUBLIC
+    pool = {"pixel_values": torch.from_numpy(images[keep]).unsqueeze(1), "labels": torch.from_numpy(labels[keep])}
+    clients, val = _split_pool(pool, profile, seed)
+    return Task(spec.name, spec.description, backbone, clients, val, val, FASHION_MNIST_CLASSES[:FMNIST_PUBLIC])
 
 
 # --- wordnet-minilm --------------------------------------------------------------------------
@@ -292,6 +305,17 @@ _TEXT_CPU = dict(**TEXT_FEDERATION, optimizer="sgd")  # the stand-in: SGD with a
 _SMOKE = dict(rounds=2, local_steps=2, batch_size=16, lr_grid=(0.1,), clip_grid=(1.0,), search_rounds=1,
               epsilons=(3.0,), seeds=(0,))
 
+FMNIST_SMOKE = Profile(train_size=800, val_size=200, test_size=300, min_client_size=20, rank=8, lora_alpha=16,
+                       pretrain_steps=30, **_VISION, **_SMOKE)
+FMNIST_CPU = Profile(train_size=8_000, val_size=1_000, test_size=2_000, min_client_size=100, rounds=40, local_steps=10,
+                     batch_size=32, rank=8, lora_alpha=16, lr_grid=(0.1, 0.2, 0.4), clip_grid=(0.5, 1.0, 2.0),
+                     search_rounds=40, epsilons=(1.0, 2.0, 3.0), seeds=(0, 1, 2, 3, 4), pretrain_steps=1500,
+                     count_steps="expected", lr_schedule="cosine", eval_every=5, **_VISION)
+# the public pool has 5,000 images: 1,000 validation (as the private search) and 4,000 for the clients
+FMNIST_SMOKE_PUBLIC = dataclasses.replace(FMNIST_SMOKE, test_size=None)
+FMNIST_CPU_PUBLIC = dataclasses.replace(FMNIST_CPU, train_size=4_000, min_client_size=50, test_size=None)
+
+
 def _paper_vision(name: str, model: str, dataset: str, label_key: str, test_split: str, image_key: str) -> TaskSpec:
     source = dict(dataset=dataset, model=model, image_key=image_key, label_key=label_key,
                   train_split="train", test_split=test_split, test_examples=10_000)
@@ -315,14 +339,16 @@ TASKS: dict[str, TaskSpec] = {
             "Fashion-MNIST 5-9, small Swin pretrained on 0-4 (stand-in for Swin on CIFAR-100)",
             _build_fmnist_swin,
             {
-                "smoke": Profile(train_size=800, val_size=200, test_size=300, min_client_size=20, rank=8,
-                                 lora_alpha=16, pretrain_steps=30, **_VISION, **_SMOKE),
-                "cpu": Profile(train_size=8_000, val_size=1_000, test_size=2_000, min_client_size=100, rounds=40,
-                               local_steps=10, batch_size=32, rank=8, lora_alpha=16, lr_grid=(0.1, 0.2, 0.4),
-                               clip_grid=(0.5, 1.0, 2.0), search_rounds=40, epsilons=(1.0, 2.0, 3.0),
-                               seeds=(0, 1, 2, 3, 4), pretrain_steps=1500, count_steps="expected",
-                               lr_schedule="cosine", eval_every=5, **_VISION),
+                "smoke": FMNIST_SMOKE,
+                "cpu": FMNIST_CPU,
             },
+            public_tuning="fmnist-swin-public",
+        ),
+        TaskSpec(
+            "fmnist-swin-public",
+            "Fashion-MNIST 0-4 test images (public; the search of fmnist-swin may tune here at no privacy cost)",
+            _build_fmnist_public,
+            {"smoke": FMNIST_SMOKE_PUBLIC, "cpu": FMNIST_CPU_PUBLIC},
         ),
         TaskSpec(
             "wordnet-minilm",

@@ -112,3 +112,36 @@ def test_bad_compare_inputs_fail_before_work(tmp_path, monkeypatch):
         compare("mnist", "smoke", runs_dir=tmp_path, results_dir=tmp_path)
     with pytest.raises(ValueError, match="workers must be >= 1"):
         compare("fmnist-swin", "smoke", workers=-1, runs_dir=tmp_path, results_dir=tmp_path)
+
+
+def test_public_tuning_searches_on_public_data_only_and_measures_the_gap(tmp_path):
+    """--tune-on public: every search run is on fmnist-swin-public (public classes' test images, 0-4),
+    every final run on the private task; results in their own folder, whose summary says tuning cost
+    no privacy; the gap to private tuning is paired by seed."""
+    from lalora_lite.plotting import tuning_cost
+    from lalora_lite.stats import run_table, tuning_gap
+    from lalora_lite.tasks import build_task
+
+    public = build_task("fmnist-swin-public", "smoke", 0)
+    private = build_task("fmnist-swin", "smoke", 0)
+    assert set(public.val["labels"].tolist()) <= set(range(5)) and public.class_names[0] == "T-shirt/top"
+    assert private.class_names[0] == "Sandal"  # the private task's label 0 is the public pool's class 5
+    kwargs = dict(methods=("lalora",), runs_dir=tmp_path / "runs", results_dir=tmp_path / "results",
+                  progress=False, workers=1)
+    tuned_public = compare("fmnist-swin", "smoke", tune_on="public", **kwargs)
+    tuned_private = compare("fmnist-swin", "smoke", **kwargs)
+    folder = tmp_path / "results" / "fmnist-swin" / "smoke+public-tuning"
+    search = pd.read_csv(folder / "search.csv")
+    assert set(search["task"]) == {"fmnist-swin-public"} and set(search["split"]) == {"val"}
+    assert set(tuned_public["task"]) == {"fmnist-swin"} and set(tuned_public["split"]) == {"test"}
+    meta = json.loads((folder / "meta.json").read_text())
+    assert meta["tuned_on"] == "public" and meta["search_task"] == "fmnist-swin-public"
+    assert "cost in privacy: nothing" in tuning_cost(meta, pd.read_csv(folder / "chosen.csv"))
+    gap = tuning_gap(run_table(tuned_private), run_table(tuned_public))
+    assert gap["method"].tolist() == ["lalora"] and (gap["seeds"] == 1).all()
+    # with one grid point both searches choose the same setting, so the final runs are the same runs
+    assert (gap["public_minus_private"] == 0).all()
+    with pytest.raises(ValueError, match="no public data to tune on; tune_on='public' is offered for: fmnist-swin"):
+        compare("wordnet-minilm", "smoke", tune_on="public", runs_dir=tmp_path, results_dir=tmp_path)
+    with pytest.raises(ValueError, match="unknown tune_on 'both'; allowed: private, public"):
+        compare("fmnist-swin", "smoke", tune_on="both", runs_dir=tmp_path, results_dir=tmp_path)
