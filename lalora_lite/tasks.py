@@ -36,8 +36,8 @@ from .loaders import (
 from .lora import inject_lora
 from .models import Backbone, hf_classifier, minilm, minilm_path, tiny_swin, timm_swin, with_preprocessing
 from .prefix import TopEncoder, encode_prefix
-from .profiles import (COLAB_TEXT, COLAB_VISION, PAPER_TEXT, PAPER_VISION, TEXT_FEDERATION, VISION_FEDERATION,
-                       Profile)
+from .profiles import (COLAB_TEXT, COLAB_VISION, FMNIST_CPU, FMNIST_CPU_PUBLIC, FMNIST_SMOKE, FMNIST_SMOKE_PUBLIC,
+                       PAPER_TEXT, PAPER_VISION, WORDNET_CPU, WORDNET_SMOKE, Profile)
 from .training import pretrain
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -300,22 +300,6 @@ def digits_swin(num_clients: int = 4, alpha: float = 1.0, rank: int = 8, lora_al
 
 # --- the registry ----------------------------------------------------------------------------
 
-_VISION = dict(**VISION_FEDERATION, optimizer="sgd")
-_TEXT_CPU = dict(**TEXT_FEDERATION, optimizer="sgd")  # the stand-in: SGD with a cosine schedule learns where AdamW did not
-_SMOKE = dict(rounds=2, local_steps=2, batch_size=16, lr_grid=(0.1,), clip_grid=(1.0,), search_rounds=1,
-              epsilons=(3.0,), seeds=(0,))
-
-FMNIST_SMOKE = Profile(train_size=800, val_size=200, test_size=300, min_client_size=20, rank=8, lora_alpha=16,
-                       pretrain_steps=30, **_VISION, **_SMOKE)
-FMNIST_CPU = Profile(train_size=8_000, val_size=1_000, test_size=2_000, min_client_size=100, rounds=40, local_steps=10,
-                     batch_size=32, rank=8, lora_alpha=16, lr_grid=(0.1, 0.2, 0.4), clip_grid=(0.5, 1.0, 2.0),
-                     search_rounds=40, epsilons=(1.0, 2.0, 3.0), seeds=(0, 1, 2, 3, 4), pretrain_steps=1500,
-                     count_steps="expected", lr_schedule="cosine", eval_every=5, **_VISION)
-# the public pool has 5,000 images: 1,000 validation (as the private search) and 4,000 for the clients
-FMNIST_SMOKE_PUBLIC = dataclasses.replace(FMNIST_SMOKE, test_size=None)
-FMNIST_CPU_PUBLIC = dataclasses.replace(FMNIST_CPU, train_size=4_000, min_client_size=50, test_size=None)
-
-
 def _paper_vision(name: str, model: str, dataset: str, label_key: str, test_split: str, image_key: str) -> TaskSpec:
     source = dict(dataset=dataset, model=model, image_key=image_key, label_key=label_key,
                   train_split="train", test_split=test_split, test_examples=10_000)
@@ -354,17 +338,7 @@ TASKS: dict[str, TaskSpec] = {
             "wordnet-minilm",
             "WordNet noun glosses, 8 categories, MiniLM-L6 (stand-in for RoBERTa on GLUE)",
             _build_wordnet_minilm,
-            {
-                "smoke": Profile(train_size=400, val_size=50, test_size=100, min_client_size=5, rank=8,
-                                 lora_alpha=16, max_length=32, frozen_layers=4, **_TEXT_CPU,
-                                 **{**_SMOKE, "lr_grid": (0.3,)}),
-                "cpu": Profile(train_size=20_000, val_size=1_000, test_size=1_000, min_client_size=50, rounds=30,
-                               local_steps=10, batch_size=32, rank=8, lora_alpha=16, lr_grid=(0.15, 0.3, 0.6),
-                               clip_grid=(0.5, 1.0, 2.0), search_rounds=30, epsilons=(1.0, 2.0, 3.0),
-                               seeds=(0, 1, 2, 3, 4), methods=("fedlora", "dp-lora", "ffa-lora", "rolora", "lalora"),
-                               count_steps="expected", lr_schedule="cosine", eval_every=5,
-                               max_length=32, frozen_layers=4, **_TEXT_CPU),
-            },
+            {"smoke": WORDNET_SMOKE, "cpu": WORDNET_CPU},
         ),
         _paper_vision("cifar100-swin-b", "swin_base_patch4_window7_224.ms_in22k", "uoft-cs/cifar100", "fine_label",
                       "test", "img"),
