@@ -88,3 +88,28 @@ def test_the_loop_reference_agrees_with_the_vectorised_engine(swin, image_batch)
     assert set(fast) == set(slow)
     for name in fast:
         torch.testing.assert_close(fast[name], slow[name], rtol=1e-4, atol=1e-6)
+
+
+def test_real_swin_t_at_224_px_gives_one_gradient_per_image():
+    """The paper's Swin-T architecture (timm, random weights, window 7 at 224 px: 64 windows per image in
+    stage 1) against one backward pass per image. Eval mode: timm's Swin-T trains with stochastic depth
+    (drop path 0.1, a random mask per image), which the two computations would draw differently."""
+    from lalora_lite.lora import inject_lora, trainable_parameters
+    from lalora_lite.models import timm_swin
+    from lalora_lite.per_example import per_example_by_loop
+
+    torch.manual_seed(0)
+    backbone = timm_swin("swin_tiny_patch4_window7_224", num_classes=10, pretrained=False)
+    inject_lora(backbone.model, backbone.targets, rank=4, alpha=8, head=backbone.head)
+    with torch.no_grad():
+        for name, p in trainable_parameters(backbone.model, backbone.head).items():
+            if name.endswith("lora_B"):
+                p.normal_(0, 0.02)
+    model = backbone.model.eval()
+    batch = {"pixel_values": torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0)),
+             "labels": torch.tensor([1, 7])}
+    fast = per_example_gradients(model, lambda: summed_loss(model, batch), 2)
+    slow = per_example_by_loop(model, 2, lambda i: summed_loss(model, {k: v[i:i + 1] for k, v in batch.items()}))
+    assert len(fast) == 50 and {g.shape[0] for g in fast.values()} == {2}  # 24 LoRA layers x (A, B) + head
+    for name in fast:
+        torch.testing.assert_close(fast[name], slow[name], rtol=1e-4, atol=1e-6)
