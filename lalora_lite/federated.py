@@ -354,12 +354,19 @@ class Checkpoint:
 
     @classmethod
     def resume(cls, path: Path | None, cfg: FederatedConfig) -> Checkpoint | None:
-        """The checkpoint at ``path`` if there is one (it must have been made with ``cfg``), else ``None``."""
+        """The checkpoint at ``path`` if there is one (it must have been made with ``cfg``), else ``None``.
+
+        A setting added to the config after the checkpoint was written counts at its default (a run
+        interrupted before an upgrade that added, e.g., ``LocalConfig.precision`` resumes)."""
         if path is None or not path.exists():
             return None
         ckpt = cls.load(path)
-        if ckpt.config != cfg.to_dict():
-            changed = sorted(k for k in cfg.to_dict() if ckpt.config.get(k) != cfg.to_dict()[k])
+        try:
+            stored = FederatedConfig.from_dict(ckpt.config).to_dict()
+        except TypeError as err:
+            raise ValueError(f"checkpoint {path} holds a config this version does not know ({err})") from None
+        if stored != cfg.to_dict():
+            changed = sorted(k for k in cfg.to_dict() if stored.get(k) != cfg.to_dict()[k])
             raise ValueError(f"checkpoint {path} was made with a different config (differs in: {changed})")
         return ckpt
 
