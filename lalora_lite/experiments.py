@@ -15,7 +15,6 @@ finished run is never recomputed and an interrupted one resumes. Tidy results go
 from __future__ import annotations
 
 import copy
-import dataclasses
 import hashlib
 import json
 import math
@@ -41,7 +40,7 @@ from tqdm.auto import tqdm
 from .accounting import check_budget_inputs
 from .federated import FederatedConfig, run_federated, validate
 from .methods import get_method
-from .profiles import Profile
+from .profiles import Profile, default_settings
 from .search import GridSearch, check_grid, score
 from .tasks import TASKS, Task, build_task, get_profile, get_task
 from .training import LocalConfig
@@ -108,8 +107,9 @@ def run_digest(profile: Profile) -> str:
     read back as this one. Settings at their declared default are left out: adding a new setting to
     :class:`Profile` does not orphan the runs already stored (changing a default must raise
     :data:`RUN_FORMAT`)."""
-    defaults = {f.name: f.default for f in dataclasses.fields(Profile)}
-    shaping = {k: v for k, v in sorted(profile.__dict__.items()) if k not in SEARCH_ONLY and v != defaults[k]}
+    defaults = default_settings()
+    shaping = {k: v for k, v in sorted(profile.__dict__.items())
+               if k not in SEARCH_ONLY and (k not in defaults or v != defaults[k])}
     shaping["format"] = RUN_FORMAT
     return hashlib.sha256(json.dumps(shaping, default=str).encode()).hexdigest()[:8]
 
@@ -316,7 +316,7 @@ def compare(task: str, profile_name: str, methods: tuple[str, ...] | None = None
         raise ValueError(f"workers must be >= 1, got {workers}")
     profile = dataclasses_replace(profile, seeds=tuple(seeds), epsilons=tuple(epsilons))
     search_profile = dataclasses_replace(get_profile(search_task, profile_name), seeds=profile.seeds,
-                                         epsilons=profile.epsilons, methods=profile.methods)
+                                         epsilons=profile.epsilons)
 
     if progress:
         search_runs, final_runs = (sum(n) for n in zip(*(planned_runs(profile, m) for m in methods)))

@@ -365,8 +365,9 @@ class Checkpoint:
             stored = FederatedConfig.from_dict(ckpt.config).to_dict()
         except TypeError as err:
             raise ValueError(f"checkpoint {path} holds a config this version does not know ({err})") from None
-        if stored != cfg.to_dict():
-            changed = sorted(k for k in cfg.to_dict() if stored.get(k) != cfg.to_dict()[k])
+        wanted = cfg.to_dict()
+        if stored != wanted:
+            changed = sorted(k for k in wanted if stored.get(k) != wanted[k])
             raise ValueError(f"checkpoint {path} was made with a different config (differs in: {changed})")
         return ckpt
 

@@ -13,7 +13,7 @@ Every task has a :class:`Profile` per size it supports. The profile is chosen by
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import MISSING, dataclass, fields, replace
 
 from .methods import METHODS
 
@@ -67,6 +67,11 @@ class Profile:
     frozen_layers: int = 0  # text: bottom layers without LoRA, computed once per example (lalora_lite.prefix)
     delta: float = 1e-5
     precision: str = "fp32"  # the forward pass: fp32, bf16 or fp16 (lalora_lite.precision)
+
+
+def default_settings() -> dict[str, object]:
+    """Every :class:`Profile` setting that has a declared default, with that default."""
+    return {f.name: f.default for f in fields(Profile) if f.default is not MISSING}
 
 
 # The paper's federation shapes, kept by every profile of a task family.

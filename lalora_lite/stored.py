@@ -14,31 +14,28 @@ from pathlib import Path
 import pandas as pd
 
 from .experiments import SEARCH_ONLY, compare
+from .profiles import default_settings
 from .tasks import get_profile
 
 
 def settings_drift(meta: dict, task: str, profile_name: str) -> dict[str, tuple[object, object]]:
     """Profile settings whose stored value (``meta.json``) differs from the current one: name -> (stored, now).
-    Settings the stored run predates count as ``None`` against a non-default current value."""
+
+    A run-shaping setting the stored comparison predates is no change when its current value is the
+    default (the rule of :func:`~lalora_lite.experiments.run_digest`); a search setting it predates
+    is (that search did not have it), shown as ``None``."""
     stored = meta.get("profile_settings", {})
-    now = get_profile(task, profile_name).__dict__
+    now, defaults = get_profile(task, profile_name).__dict__, default_settings()
     drift = {}
     for name, value in now.items():
         if name in ("epsilons", "seeds", "methods"):  # a compare may run a subset of these on purpose
             continue
         old = stored.get(name)
         same = old == value or (isinstance(value, tuple) and old == list(value))
-        if not same and not (old is None and name not in SEARCH_ONLY and value == _default(name)):
+        predates_at_default = old is None and name not in SEARCH_ONLY and name in defaults and value == defaults[name]
+        if not same and not predates_at_default:
             drift[name] = (old, value)
     return drift
-
-
-def _default(name: str) -> object:
-    from dataclasses import fields
-
-    from .profiles import Profile
-
-    return next(f.default for f in fields(Profile) if f.name == name)
 
 
 def results_or_compare(task: str, profile_name: str, results_dir: Path, runs_dir: Path, run_missing: bool,

@@ -124,16 +124,24 @@ def _fmnist_backbone(seed: int) -> Backbone:
 SHIPPED_WEIGHTS = Path(__file__).resolve().parent / "weights"  # built by pretrain_fmnist_swin, shipped with the package
 
 
+def _fmnist_classes(split: str, classes: range) -> Dataset:
+    """The ``split`` images of Fashion-MNIST ``classes`` as ``uint8 (N, 1, 28, 28)``, labels from 0."""
+    images, labels = load_fashion_mnist(split)
+    keep = (labels >= classes.start) & (labels < classes.stop)
+    return {"pixel_values": torch.from_numpy(images[keep]).unsqueeze(1),
+            "labels": torch.from_numpy(labels[keep] - classes.start)}
+
+
+PUBLIC_CLASSES, PRIVATE_CLASSES = range(0, FMNIST_PUBLIC), range(FMNIST_PUBLIC, 10)
+
+
 def pretrain_fmnist_swin(steps: int) -> Backbone:
     """Pretrain the stand-in backbone on the public classes 0-4 (non-private, seed 0, batch 64, lr 2e-3).
 
     Deterministic for a given torch build and thread count; the 1,500-step result ships with the
     package (``lalora_lite/weights``) so that a fresh Colab runtime does not spend minutes on it."""
     backbone = _fmnist_backbone(seed=0)
-    images, labels = load_fashion_mnist("train")
-    public = labels < FMNIST_PUBLIC
-    data = {"pixel_values": torch.from_numpy(images[public]).unsqueeze(1), "labels": torch.from_numpy(labels[public])}
-    pretrain(backbone.model, data, steps, batch_size=64, lr=2e-3, seed=0)
+    pretrain(backbone.model, _fmnist_classes("train", PUBLIC_CLASSES), steps, batch_size=64, lr=2e-3, seed=0)
     return backbone
 
 
@@ -152,16 +160,9 @@ def pretrained_fmnist_swin(steps: int) -> Backbone:
 
 
 def _build_fmnist_swin(spec: TaskSpec, profile: Profile, seed: int) -> Task:
-    backbone = _adapt(pretrained_fmnist_swin(profile.pretrain_steps), profile, 10 - FMNIST_PUBLIC, seed)
-
-    def private(split: str) -> Dataset:
-        images, labels = load_fashion_mnist(split)
-        keep = labels >= FMNIST_PUBLIC
-        return {"pixel_values": torch.from_numpy(images[keep]).unsqueeze(1),
-                "labels": torch.from_numpy(labels[keep] - FMNIST_PUBLIC)}
-
-    clients, val = _split_pool(private("train"), profile, seed)
-    test = _first(private("test"), profile.test_size, 0)  # the same test images for every seed
+    backbone = _adapt(pretrained_fmnist_swin(profile.pretrain_steps), profile, len(PRIVATE_CLASSES), seed)
+    clients, val = _split_pool(_fmnist_classes("train", PRIVATE_CLASSES), profile, seed)
+    test = _first(_fmnist_classes("test", PRIVATE_CLASSES), profile.test_size, 0)  # the same for every seed
     return Task(spec.name, spec.description, backbone, clients, val, test, FASHION_MNIST_CLASSES[FMNIST_PUBLIC:])
 
 
@@ -169,11 +170,8 @@ def _build_fmnist_public(spec: TaskSpec, profile: Profile, seed: int) -> Task:
     """Public data only: the *test* images of the public classes 0-4 (5,000, never used in pretraining,
     which saw their train images), dealt to clients and a validation split like the private pool. A
     search on it reads no private example: the settings it chooses cost no privacy."""
-    backbone = _adapt(pretrained_fmnist_swin(profile.pretrain_steps), profile, FMNIST_PUBLIC, seed)
-    images, labels = load_fashion_mnist("test")
-    keep = labels < FMNIST_PUBLIC
-    pool = {"pixel_values": torch.from_numpy(images[keep]).unsqueeze(1), "labels": torch.from_numpy(labels[keep])}
-    clients, val = _split_pool(pool, profile, seed)
+    backbone = _adapt(pretrained_fmnist_swin(profile.pretrain_steps), profile, len(PUBLIC_CLASSES), seed)
+    clients, val = _split_pool(_fmnist_classes("test", PUBLIC_CLASSES), profile, seed)
     return Task(spec.name, spec.description, backbone, clients, val, val, FASHION_MNIST_CLASSES[:FMNIST_PUBLIC])
 
 

@@ -14,11 +14,10 @@ LA-LoRA and DP-LoRA differ only in step 1 (their schedule) and the filter flag.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
-
-import warnings
 
 import torch
 import torch.nn.functional as F
