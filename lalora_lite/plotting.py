@@ -21,6 +21,8 @@ import json
 import math
 import os
 import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -113,6 +115,17 @@ def _reference_lines(ax: plt.Axes, meta: dict) -> None:
         ax.axhline(100 * meta["test_chance"], label="chance", **CHANCE_STYLE)
 
 
+@contextmanager
+def _numpy_seed(seed: int) -> Iterator[None]:
+    """numpy's global generator seeded inside the block and restored after it."""
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
 def plot_accuracy_vs_epsilon(runs: pd.DataFrame, meta: dict, title: str, path: Path) -> None:
     """Per-seed points and mean +- 95 % t-interval per method and budget; two panels."""
     runs = runs.assign(acc=100 * runs["accuracy"])
@@ -126,8 +139,9 @@ def plot_accuracy_vs_epsilon(runs: pd.DataFrame, meta: dict, title: str, path: P
     for ax, (name, methods) in zip(axes[0], panels):
         data = private[private["method"].isin(methods)]
         palette = {m: color(m) for m in methods}
-        sns.stripplot(data=data, x="epsilon", y="acc", hue="method", hue_order=methods, order=order, palette=palette,
-                      dodge=True, alpha=0.45, size=4, jitter=0.08, ax=ax, legend=False)
+        with _numpy_seed(0):  # seaborn jitters the points with numpy's global generator: fixed, the PNG is reproducible
+            sns.stripplot(data=data, x="epsilon", y="acc", hue="method", hue_order=methods, order=order,
+                          palette=palette, dodge=True, alpha=0.45, size=4, jitter=0.08, ax=ax, legend=False)
         sns.pointplot(data=data, x="epsilon", y="acc", hue="method", hue_order=methods, order=order, palette=palette,
                       dodge=0.8 - 0.8 / len(methods), errorbar=lambda x: t_interval(x)[1:], capsize=0.08,
                       markers=[MARKERS[style(m)["ls"]] for m in methods],
