@@ -107,3 +107,14 @@ def test_regime_settings_replace_profile_fields_and_reject_unknown_ones():
     assert changed.val_size == base.val_size
     with pytest.raises(SystemExit, match="trainsize"):
         with_settings(base, ["trainsize=4"])
+
+
+def test_step_scaling_times_both_steps_and_counts_flops():
+    """The batch-scaling benchmark runs on the smoke stand-in (speed itself is not tested)."""
+    result = load_script("step_scaling").measure("fmnist-swin", "smoke", [2, 4], repeats=1)
+    assert [r["batch"] for r in result["rows"]] == [2, 4]
+    for r in result["rows"]:
+        assert r["dp_ms_min"] <= r["dp_ms_per_example"] <= r["dp_ms_max"]
+        assert r["plain_ms_per_example"] > 0 and r["flops_per_example"] > 1e6
+    with pytest.raises(ValueError, match="at most the"):
+        load_script("step_scaling").measure("fmnist-swin", "smoke", [10**6], repeats=1)
