@@ -53,6 +53,7 @@ def tiny_task(ctx=None):
     return digits_swin(num_clients=4, seed=0, pretrain_steps=30)
 
 
+@pytest.mark.serial  # starts Ray: scripts/test.sh runs it after the parallel pass
 def test_flower_simulation_is_bit_identical_to_run_federated(tmp_path):
     """4 clients, 4 rounds, 2 per round; budgets for the expected share of steps (2 rounds each). The
     uniform draw would pick client 3 in rounds 1, 2 and 4; its budget is spent after round 2, so both
@@ -80,6 +81,7 @@ def test_flower_simulation_is_bit_identical_to_run_federated(tmp_path):
     assert [ledger["steps"] for ledger in local.ledgers] == [6] * 4  # ...and every client spent its budget
 
 
+@pytest.mark.serial  # starts Ray: scripts/test.sh runs it after the parallel pass
 def test_flower_simulation_of_the_non_private_method_matches_too(tmp_path):
     """fedlora: no ledger, no noise; the same uploads, order and averaging."""
     from flwr.simulation import run_simulation
