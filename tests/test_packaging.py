@@ -58,15 +58,33 @@ def test_cli_errors_are_clear():
     assert run_cli("--help").returncode == 0
 
 
-def _set_repository():
-    spec = importlib.util.spec_from_file_location("set_repository", ROOT / "scripts" / "set_repository.py")
+def _script(name: str):
+    """A module of scripts/ (not a package), loaded from its file."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
+def test_test_workers_follow_the_cgroup_quota_and_memory(tmp_path):
+    tool = _script("test_workers")
+    v2, v1 = tmp_path / "v2", tmp_path / "v1"
+    v2.mkdir(), (v1 / "cpu").mkdir(parents=True)
+    assert tool.cgroup_cpus(tmp_path / "none") is None
+    (v2 / "cpu.max").write_text("max 100000\n")
+    assert tool.cgroup_cpus(v2) is None
+    (v2 / "cpu.max").write_text("250000 100000\n")
+    assert tool.cgroup_cpus(v2) == 2  # 2.5 CPUs: 2 whole ones
+    (v1 / "cpu/cpu.cfs_quota_us").write_text("50000\n"), (v1 / "cpu/cpu.cfs_period_us").write_text("100000\n")
+    assert tool.cgroup_cpus(v1) == 1  # half a CPU still runs one worker
+    assert tool.workers_and_threads(cores=2, memory_gib=24) == (2, 1)
+    assert tool.workers_and_threads(cores=16, memory_gib=128) == (4, 4)  # at most 4 workers
+    assert tool.workers_and_threads(cores=16, memory_gib=9) == (2, 8)  # 4 GiB per worker
+    assert tool.workers_and_threads(cores=1, memory_gib=2) == (1, 1)
+
+
 def test_every_badge_and_colab_cell_uses_the_one_repository_address():
-    tool = _set_repository()
+    tool = _script("set_repository")
     url = tool.repository()
     assert url.startswith("https://github.com/") and "OWNER" not in url
     out = subprocess.run([sys.executable, str(ROOT / "scripts" / "set_repository.py"), "--check"],
@@ -87,7 +105,7 @@ def test_colab_cell_installs_an_importable_package_into_a_running_kernel(tmp_pat
     the *same* process imports the installed package, sits in notebooks/ and finds the shipped backbone."""
     import nbformat
 
-    tool = _set_repository()
+    tool = _script("set_repository")
     cell = next(c.source for c in nbformat.read(ROOT / "notebooks" / "00_primer.ipynb", 4).cells
                 if tool.COLAB_MARKER in c.source)
     venv = tmp_path / "kernel"
