@@ -6,11 +6,6 @@ import tempfile
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("LALORA_CACHE", tempfile.mkdtemp(prefix="lalora-test-cache-"))  # hermetic pretraining cache
-# scripts/test.sh runs one pytest-xdist worker per core: each worker, and the notebook kernels and
-# processes it starts, gets its share of the cores rather than all of them (set before torch loads).
-_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-if _WORKERS > 1:
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _WORKERS)))
 
 import pytest
 import torch
