@@ -6,7 +6,14 @@ Modules (one concern each):
 ``smoothing`` LA-LoRA's filter; ``training`` the local update; ``federated`` FedAvg
 simulation; ``data`` datasets and Dirichlet splits; ``models`` backbones; ``tasks``
 ready-made tasks; ``cli`` the ``lalora`` command.
+
+Importing the package pins the CPU kernels of torch, MKL and oneDNN to AVX2 (``cpu_kernels``), so
+that runs give the same bits on every x86 machine; ``LALORA_CPU_KERNELS=native`` opts out.
 """
+
+from . import cpu_kernels
+
+cpu_kernels.pin()  # before anything below computes with torch
 
 from .federated import FederatedConfig, run_federated
 from .lora import inject_lora, merge_lora
