@@ -125,20 +125,31 @@ def test_paper_glue_task_on_a_local_stand_in(tmp_path, profile_name):
 
 
 def test_shipped_backbone_is_what_pretraining_rebuilds():
-    """The 1,500-step stand-in backbone in lalora_lite/weights equals a fresh pretraining run (~2 min on
-    2 cores). Same torch build and thread count give the same bits; the tolerance only allows for another
-    CPU's float summation order."""
-    from lalora_lite.tasks import SHIPPED_WEIGHTS, pretrain_fmnist_swin, pretrained_fmnist_swin
+    """The 1,500-step stand-in backbone in lalora_lite/weights is what :func:`pretrain_fmnist_swin` makes
+    (~1 min on 2 threads). Bit for bit only on the kind of CPU that built it: on an AVX2 machine with 2
+    threads the rebuild equalled the file, on an AVX-512 one (even with the kernels pinned to AVX2) every
+    weight differs after 1,500 AdamW steps (largest difference 0.045 native, 0.066 pinned). So the test
+    checks what holds everywhere: the loader uses the file, pretraining is deterministic on this machine,
+    and a fresh rebuild classifies the 5,000 public-class test images (never seen in pretraining) as well
+    as the shipped backbone, to within 1.5 points (3 binomial standard errors)."""
+    from lalora_lite.tasks import (PUBLIC_CLASSES, SHIPPED_WEIGHTS, _fmnist_classes, pretrain_fmnist_swin,
+                                   pretrained_fmnist_swin)
+    from lalora_lite.training import evaluate
 
     shipped = torch.load(SHIPPED_WEIGHTS / "fmnist-swin-public-1500steps.pt", weights_only=True)
-    loaded = pretrained_fmnist_swin(1500).model.state_dict()
-    assert all(torch.equal(loaded[k], shipped[k]) for k in shipped)  # the loader uses the shipped file
+    loaded = pretrained_fmnist_swin(1500)
+    assert all(torch.equal(loaded.model.state_dict()[k], shipped[k]) for k in shipped)  # the loader uses the file
     threads = torch.get_num_threads()
     torch.set_num_threads(2)  # the thread count the shipped file was built with
     try:
-        rebuilt = pretrain_fmnist_swin(1500).model.state_dict()
+        first, again = (pretrain_fmnist_swin(20).model.state_dict() for _ in range(2))
+        rebuilt = pretrain_fmnist_swin(1500)
     finally:
         torch.set_num_threads(threads)
-    assert set(rebuilt) == set(shipped)
-    for name, tensor in shipped.items():
-        torch.testing.assert_close(rebuilt[name], tensor, rtol=1e-4, atol=1e-5, msg=lambda m: f"{name}: {m}")
+    assert all(torch.equal(first[k], again[k]) for k in first)  # deterministic on one machine
+    assert set(rebuilt.model.state_dict()) == set(shipped)
+    public_test = _fmnist_classes("test", PUBLIC_CLASSES)
+    shipped_acc, _ = evaluate(loaded.model, public_test)
+    rebuilt_acc, _ = evaluate(rebuilt.model, public_test)
+    assert shipped_acc > 0.8, shipped_acc  # a backbone worth transferring
+    assert abs(rebuilt_acc - shipped_acc) < 0.015, (rebuilt_acc, shipped_acc)
