@@ -35,6 +35,7 @@ def test_compare_smoke_writes_tidy_results_and_resumes(task, tmp_path, monkeypat
     assert set(meta["profile_s"]["final"]) == {"runs", "build_s", "setup_s", "train_s", "eval_s"}
     assert meta["profile_s"]["final"]["runs"] == 7 and meta["profile_s"]["final"]["train_s"] > 0
     assert 0 < meta["test_chance"] <= meta["test_majority"] < 1
+    assert meta["cpu_kernels"]["ATEN_CPU_CAPABILITY"] == "avx2" and meta["cpu_kernels"]["capability"] != "AVX512"
     search = pd.read_csv(out / "search.csv")
     assert (search["split"] == "val").all() and (stored["split"] == "test").all()
     chosen = pd.read_csv(out / "chosen.csv")
