@@ -25,15 +25,16 @@ import os
 from collections.abc import MutableMapping
 
 PINS = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+SWITCH = "LALORA_CPU_KERNELS"  # the opt-out: avx2 (default) or native
 CHOICES = ("avx2", "native")
 
 
 def pin(environ: MutableMapping[str, str] = os.environ) -> dict[str, str]:
     """Set each of :data:`PINS` that ``environ`` does not already set, unless ``LALORA_CPU_KERNELS``
     is ``native``; returns the variables set. An unknown ``LALORA_CPU_KERNELS`` is an error."""
-    choice = environ.get("LALORA_CPU_KERNELS", "avx2")
+    choice = environ.get(SWITCH, "avx2")
     if choice not in CHOICES:
-        raise ValueError(f"LALORA_CPU_KERNELS={choice!r}; allowed: {', '.join(CHOICES)}")
+        raise ValueError(f"{SWITCH}={choice!r}; allowed: {', '.join(CHOICES)}")
     if choice == "native":
         return {}
     added = {name: value for name, value in PINS.items() if name not in environ}

@@ -349,7 +349,7 @@ def compare(task: str, profile_name: str, methods: tuple[str, ...] | None = None
         "versions": {p: version(p) for p in PACKAGES} | {"python": platform.python_version()},
         "git_commit": _git_commit(), "device": torch.cuda.get_device_name(target) if target.type == "cuda" else "cpu",
         "cpu_kernels": {"capability": torch.backends.cpu.get_cpu_capability(),
-                        **{name: os.environ.get(name) for name in (*cpu_kernels.PINS, "LALORA_CPU_KERNELS")}},
+                        **{name: os.environ.get(name) for name in (*cpu_kernels.PINS, cpu_kernels.SWITCH)}},
         "workers": workers, "threads_per_run": RUN_THREADS,
         "wall_s_this_invocation": time.perf_counter() - started, "search_wall_s_this_invocation": search_wall,
         "profile_s": {"search": phase_profile(search_history), "final": phase_profile(history)},

@@ -22,7 +22,7 @@ print(torch.backends.cpu.get_cpu_capability(), *(o.double().sum().item().hex() f
 
 
 def _probe(prelude: str, extra_env: dict[str, str]) -> str:
-    clean = {k: v for k, v in os.environ.items() if k not in cpu_kernels.PINS and k != "LALORA_CPU_KERNELS"}
+    clean = {k: v for k, v in os.environ.items() if k not in cpu_kernels.PINS and k != cpu_kernels.SWITCH}
     out = subprocess.run([sys.executable, "-c", prelude + PROBE], env=clean | extra_env, capture_output=True,
                          text=True, check=True)
     return out.stdout.strip()
@@ -38,7 +38,7 @@ def test_importing_the_package_pins_the_kernels_as_the_environment_does():
 
 def test_native_leaves_the_machines_own_kernels():
     native = _probe("import torch\n", {})
-    assert _probe("import torch\nimport lalora_lite\n", {"LALORA_CPU_KERNELS": "native"}) == native
+    assert _probe("import torch\nimport lalora_lite\n", {cpu_kernels.SWITCH: "native"}) == native
 
 
 def test_pin_keeps_what_is_already_set_and_names_a_bad_choice():
