@@ -118,3 +118,24 @@ def test_step_scaling_times_both_steps_and_counts_flops():
         assert r["plain_ms_per_example"] > 0 and r["flops_per_example"] > 1e6
     with pytest.raises(ValueError, match="at most the"):
         load_script("step_scaling").measure("fmnist-swin", "smoke", [10**6], repeats=1)
+
+
+def test_search_splits_scores_each_setting_on_each_seeds_validation_split(tmp_path, capsys):
+    """benchmarks/search_splits.py: one run per setting and seed, scored like the search, read back
+    from the run store on a second call; a DP method without a budget is refused before any run."""
+    main = load_script("search_splits").main
+    argv = ["--task", "fmnist-swin", "--profile", "smoke", "--method", "fedlora", "--lrs", "0.1", "0.2",
+            "--seeds", "0", "1", "--workers", "1", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path)]
+    scores = main(argv)
+    assert sorted(zip(scores["lr"], scores["seed"])) == [(0.1, 0), (0.1, 1), (0.2, 0), (0.2, 1)]
+    assert scores["score"].between(0, 100).all()
+    runs = sorted((tmp_path / "runs" / "fmnist-swin" / "smoke").glob("val_fedlora_nodp_seed*.csv"))
+    assert len(runs) == 4
+    again = main(argv)
+    assert again.equals(scores)
+    assert (tmp_path / "search_splits-fmnist-swin-smoke-fedlora-nodp.csv").exists()
+    assert "mean" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--profile", "smoke", "--method", "lalora", "--runs", str(tmp_path / "none")])
+    assert "--epsilon is required" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()
