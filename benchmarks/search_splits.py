@@ -4,10 +4,10 @@
 This runs one method's settings on the validation split of several seeds, each seed its own
 Dirichlet split of the private pool into clients, and prints the search's score (mean accuracy of the
 last two evaluations, ``search.score``) per setting and seed, with the mean over seeds: a setting
-chosen on one split may be fragile on the others. The runs are the comparison's own ``RunSpec``s with
-another seed, so those already in ``runs/`` are read back, not recomputed.
+chosen on one split may be fragile on the others. The runs are the comparison's own search runs
+(``experiments.search_spec``) with another seed, so those already in ``runs/`` are read back, not recomputed.
 
-Usage (the README quotes this; 20 runs, about 8 min on 2 cores):
+Usage (the README quotes this; 20 runs, about 9 min on 2 cores):
   python benchmarks/search_splits.py --task fmnist-swin --method fedlora --lrs 0.1 0.2 0.4 0.8
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lalora_lite.experiments import Runner, RunSpec, default_workers
+from lalora_lite.experiments import Runner, default_workers, search_clips, search_spec
 from lalora_lite.methods import get_method
 from lalora_lite.search import score
 from lalora_lite.tasks import get_profile
@@ -45,9 +45,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     if not private and args.epsilon is not None:
         parser.error(f"--epsilon {args.epsilon} given for the non-private method {args.method!r}")
     lrs = args.lrs or profile.lr_grid
-    clips = args.clips or (profile.clip_grid if private else profile.clip_grid[:1])
+    clips = args.clips or search_clips(profile, args.method)
     seeds = args.seeds or profile.seeds
-    specs = [RunSpec(args.task, args.profile, args.method, args.epsilon, seed, lr, clip, profile.search_rounds, "val")
+    specs = [search_spec(args.task, args.profile, profile, args.method, args.epsilon, seed, lr, clip)
              for lr in lrs for clip in clips for seed in seeds]
     with Runner(Path(args.runs), args.workers) as runner:
         histories = runner.run(specs, "runs")

@@ -247,17 +247,29 @@ def budgets(method: str, epsilons: Sequence[float]) -> tuple[float | None, ...]:
     return tuple(epsilons) if get_method(method).private else (None,)
 
 
+def search_clips(profile: Profile, method: str) -> tuple[float, ...]:
+    """The clip norms a search starts from: the profile's grid, or its first value for a non-private
+    method (which clips nothing, so the clip norm only names its runs)."""
+    return profile.clip_grid if get_method(method).private else profile.clip_grid[:1]
+
+
+def search_spec(task: str, profile_name: str, profile: Profile, method: str, epsilon: float | None, seed: int,
+                lr: float, clip_norm: float) -> RunSpec:
+    """One search run: ``profile.search_rounds`` rounds scored on the validation split of ``seed``."""
+    return RunSpec(task, profile_name, method, epsilon, seed, lr, clip_norm, profile.search_rounds, "val")
+
+
 def search(task: str, profile_name: str, profile: Profile, methods: Sequence[str], epsilons: Sequence[float],
            runner: Runner) -> tuple[list[GridSearch], pd.DataFrame]:
     """Every method's grid search at every budget (widened until no best point is on an edge)."""
-    searches = [GridSearch(m, eps, profile.lr_grid, profile.clip_grid if get_method(m).private else profile.clip_grid[:1],
-                           profile.max_widen, profile.val_size) for m in methods for eps in budgets(m, epsilons)]
+    searches = [GridSearch(m, eps, profile.lr_grid, search_clips(profile, m), profile.max_widen, profile.val_size)
+                for m in methods for eps in budgets(m, epsilons)]
     histories, open_searches, step = [], list(searches), 0
     while open_searches:
         step += 1
         jobs = [(s, p) for s in open_searches for p in s.pending()]
-        specs = [RunSpec(task, profile_name, s.method, s.epsilon, profile.seeds[0], lr, clip, profile.search_rounds,
-                         "val") for s, (lr, clip) in jobs]
+        specs = [search_spec(task, profile_name, profile, s.method, s.epsilon, profile.seeds[0], lr, clip)
+                 for s, (lr, clip) in jobs]
         for (s, point), history in zip(jobs, runner.run(specs, f"search, step {step}")):
             s.scores[point] = score(history)
             histories.append(history)
