@@ -19,7 +19,6 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -28,12 +27,14 @@ import torch
 from tqdm.auto import tqdm
 
 from .accounting import ACCOUNTANTS, PrivacyLedger, calibrate_noise_multiplier, check_budget_inputs
+from .checkpoint import Checkpoint
 from .data import Dataset, dataset_size
 from .lora import factor_of, load_lora_state, lora_layers, lora_state, trainable_parameters
 from .methods import get_method
 from .models import Backbone
 from .precision import PRECISIONS
 from .privacy import SecureRandom
+from .sampling import client_schedule
 from .smoothing import MIN_FEATURES
 from .training import OPTIMIZERS, DPNoise, LocalConfig, evaluate, local_update
 
@@ -166,55 +167,6 @@ def make_ledgers(cfg: FederatedConfig, client_sizes: Sequence[int]) -> list[Priv
     return [client_ledger(cfg, n, len(client_sizes)) for n in client_sizes]
 
 
-def sample_clients(seed: int, round_index: int, num_clients: int, k: int) -> list[int]:
-    """``k`` of ``num_clients`` clients drawn uniformly without replacement for round ``round_index``
-    (0-based), in increasing order: a pure function of ``(seed, round)`` that consumes no global
-    random stream. :func:`client_schedule` makes the same draw while no client's budget binds."""
-    chosen = np.random.default_rng([seed, round_index]).choice(num_clients, k, replace=False)
-    return sorted(int(i) for i in chosen)
-
-
-def _fillable(left: np.ndarray, rounds: int, k: int) -> int:
-    """Most client-rounds that ``rounds`` rounds of at most ``k`` distinct clients can hold when
-    client ``i`` may train ``left[i]`` more rounds: ``min(k T, sum_i min(left_i, T))`` (McNaughton's
-    wrap-around filling attains it)."""
-    return min(k * rounds, int(np.minimum(left, rounds).sum()))
-
-
-@lru_cache(maxsize=64)
-def client_schedule(seed: int, rounds: int, num_clients: int, k: int,
-                    rounds_per_client: int) -> tuple[tuple[int, ...], ...]:
-    """The clients of every round when each client's budget covers ``rounds_per_client`` rounds.
-
-    Round ``t`` draws ``k`` clients uniformly without replacement among those with budget left
-    (all of them if fewer), with a generator seeded by ``(seed, t)``, and redraws while a draw
-    would leave fewer client-rounds fillable than before (e.g. two clients left with budget for
-    several rounds each, but one round to share). Rounds therefore stay full while the budgets
-    allow, and no client is picked to sit idle. The draws depend on earlier draws only, never on
-    data, so each client's privacy analysis (its own ledger) is unchanged; while no budget binds
-    round ``t`` is exactly :func:`sample_clients` ``(seed, t)``. The simulator and the Flower server
-    (:mod:`lalora_lite.flower`) both use it.
-    """
-    left = np.full(num_clients, rounds_per_client)
-    schedule = []
-    for t in range(rounds):
-        rng = np.random.default_rng([seed, t])
-        eligible = np.flatnonzero(left > 0)
-        size = min(k, len(eligible))
-        best = _fillable(left, rounds - t, k)
-        for _ in range(1000):
-            chosen = rng.choice(eligible, size, replace=False)
-            after = left.copy()
-            after[chosen] -= 1
-            if size + _fillable(after, rounds - t - 1, k) == best:
-                break
-        else:  # never seen in practice; the clients with the most budget left keep the schedule full
-            chosen = eligible[np.argsort(-left[eligible], kind="stable")[:size]]
-        left[chosen] -= 1
-        schedule.append(tuple(sorted(int(i) for i in chosen)))
-    return tuple(schedule)
-
-
 def round_clients(cfg: FederatedConfig, round_index: int, num_clients: int) -> list[int]:
     """The clients the server asks to train in round ``round_index``: :func:`client_schedule` with
     the rounds each client's budget covers (:func:`budgeted_rounds`; all of them without DP)."""
@@ -319,57 +271,6 @@ def round_row(
         "upload_bytes": sum(upload_bytes(r.upload) for r in trained),
         "wall_s": wall_s,
     }
-
-
-@dataclass
-class Checkpoint:
-    """What a run needs to continue after round ``round``."""
-
-    config: dict
-    round: int
-    global_state: dict[str, torch.Tensor]
-    ledgers: list[dict]
-    history: list[dict]
-
-    def save(self, path: Path) -> None:
-        tmp = path.with_suffix(".tmp")
-        torch.save(dataclasses.asdict(self), tmp)
-        tmp.replace(path)  # atomic: an interruption never leaves a half-written checkpoint
-
-    @classmethod
-    def load(cls, path: Path) -> Checkpoint:
-        """Read a checkpoint of tensors and plain types only (``weights_only=True``: nothing is unpickled
-        that could run code); a foreign or tampered file is a ``ValueError`` naming the file."""
-        try:
-            state = torch.load(path, weights_only=True, map_location="cpu")
-        except Exception as err:  # noqa: BLE001 - every unreadable file gets the same clear message
-            raise ValueError(f"{path} is not a readable lalora_lite checkpoint ({type(err).__name__}: "
-                             f"{str(err).splitlines()[0][:200]}); delete it to start the run afresh") from None
-        fields = {f.name for f in dataclasses.fields(cls)}
-        if not isinstance(state, dict) or set(state) != fields:
-            found = sorted(state) if isinstance(state, dict) else type(state).__name__
-            raise ValueError(f"{path} is not a lalora_lite checkpoint: expected the fields {sorted(fields)}, "
-                             f"found {found}")
-        return cls(**state)
-
-    @classmethod
-    def resume(cls, path: Path | None, cfg: FederatedConfig) -> Checkpoint | None:
-        """The checkpoint at ``path`` if there is one (it must have been made with ``cfg``), else ``None``.
-
-        A setting added to the config after the checkpoint was written counts at its default (a run
-        interrupted before an upgrade that added, e.g., ``LocalConfig.precision`` resumes)."""
-        if path is None or not path.exists():
-            return None
-        ckpt = cls.load(path)
-        try:
-            stored = FederatedConfig.from_dict(ckpt.config).to_dict()
-        except TypeError as err:
-            raise ValueError(f"checkpoint {path} holds a config this version does not know ({err})") from None
-        wanted = cfg.to_dict()
-        if stored != wanted:
-            changed = sorted(k for k in wanted if stored.get(k) != wanted[k])
-            raise ValueError(f"checkpoint {path} was made with a different config (differs in: {changed})")
-        return ckpt
 
 
 @dataclass

@@ -8,7 +8,7 @@ two runtimes agree bit for bit on a CPU:
   ``(seed, round, client)``, :func:`~lalora_lite.training.local_update`, what it uploads);
 * :func:`~lalora_lite.federated.round_clients`: the server's seeded choice of clients (budget-aware);
 * :func:`~lalora_lite.federated.aggregate` (FedAvg in increasing client order), the history row
-  and the :class:`~lalora_lite.federated.Checkpoint` format (a Flower run's checkpoint can be
+  and the :class:`~lalora_lite.checkpoint.Checkpoint` format (a Flower run's checkpoint can be
   read, and resumed, by the simulator and vice versa).
 
 Flower's own DP is update-level (clipping whole client updates) and its Opacus example restarts
@@ -200,7 +200,7 @@ class SeededFedAvg(FedAvg):
     new node id), sends the round's message to the clients :func:`round_clients` picks, resends to
     any client whose reply did not come (a resent request is answered from the client's stored
     reply), averages the uploads in increasing client order with the simulator's FedAvg, evaluates
-    centrally and saves a :class:`Checkpoint`.
+    centrally and saves a :class:`~lalora_lite.checkpoint.Checkpoint`.
     """
 
     def __init__(self, task: Task, cfg: FederatedConfig, checkpoint: Path | None = None,

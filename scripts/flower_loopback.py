@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from lalora_lite.federated import client_schedule
+from lalora_lite.sampling import client_schedule
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "examples" / "flower_app"
@@ -189,7 +189,8 @@ def main() -> int:
     # the same run in process, with the same thread count
     torch.set_num_threads(1)
     from lalora_lite.accounting import PrivacyLedger
-    from lalora_lite.federated import Checkpoint, FederatedConfig, run_federated
+    from lalora_lite.checkpoint import Checkpoint
+    from lalora_lite.federated import FederatedConfig, run_federated
     from lalora_lite.tasks import digits_swin
 
     cfg = FederatedConfig.from_dict(final["config"])

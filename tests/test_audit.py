@@ -14,7 +14,7 @@ from lalora_lite import audit
 from lalora_lite.accounting import calibrate_noise_multiplier
 from lalora_lite.audit_run import AUDIT_PROFILES, step_audits
 from lalora_lite.authors_mechanism import effective_noise_multiplier, fft_laplacian_smoothing
-from lalora_lite.federated import Checkpoint
+from lalora_lite.checkpoint import Checkpoint
 from lalora_lite.privacy import SecureRandom, noisy_gradient, poisson_batch
 
 DELTA = 1e-5

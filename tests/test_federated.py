@@ -7,14 +7,13 @@ import torch
 from lalora_lite.data import dirichlet_partition, label_histogram
 from lalora_lite.federated import (
     FederatedConfig,
-    client_schedule,
     fedavg,
     round_lr,
     run_federated,
-    sample_clients,
     steps_per_client,
 )
 from lalora_lite.lora import lora_state
+from lalora_lite.sampling import client_schedule, sample_clients
 from lalora_lite.tasks import digits_swin
 from lalora_lite.training import LocalConfig, evaluate
 
@@ -245,7 +244,7 @@ def test_cosine_schedule_and_sparse_evaluation(task_factory, monkeypatch):
 def test_a_checkpoint_from_before_a_new_setting_resumes_at_its_default(tmp_path):
     """A run interrupted before LocalConfig.precision existed (its stored config lacks the key) resumes;
     a stored value that differs from the run's, or a key this version does not know, is an error."""
-    from lalora_lite.federated import Checkpoint
+    from lalora_lite.checkpoint import Checkpoint
 
     cfg = FederatedConfig("lalora", rounds=4, clients_per_round=2, epsilon=3.0)
     old = cfg.to_dict()

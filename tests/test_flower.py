@@ -18,14 +18,9 @@ try:
 except ImportError as err:  # the suite installs it (scripts/test.sh); say how, rather than skip
     raise ImportError("the Flower tests need the extra: LALORA_EXTRAS=flower bash scripts/setup.sh") from err
 
-from lalora_lite.federated import (  # noqa: E402
-    Checkpoint,
-    ClientResult,
-    FederatedConfig,
-    round_clients,
-    run_federated,
-    sample_clients,
-)
+from lalora_lite.checkpoint import Checkpoint  # noqa: E402
+from lalora_lite.federated import ClientResult, FederatedConfig, round_clients, run_federated  # noqa: E402
+from lalora_lite.sampling import sample_clients  # noqa: E402
 from lalora_lite.flower import (  # noqa: E402
     ServerSetup,
     _client_state,

@@ -1,0 +1,68 @@
+"""A run's checkpoint: the server's state after a round, saved atomically and read back safely.
+
+Tensors and plain types only (``torch.load(weights_only=True)``), so a checkpoint file can never run
+code when it is read; a checkpoint is resumed only by a run with the same configuration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from .federated import FederatedConfig
+
+
+@dataclass
+class Checkpoint:
+    """What a run needs to continue after round ``round``."""
+
+    config: dict
+    round: int
+    global_state: dict[str, torch.Tensor]
+    ledgers: list[dict]
+    history: list[dict]
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        torch.save(dataclasses.asdict(self), tmp)
+        tmp.replace(path)  # atomic: an interruption never leaves a half-written checkpoint
+
+    @classmethod
+    def load(cls, path: Path) -> Checkpoint:
+        """Read a checkpoint of tensors and plain types only (``weights_only=True``: nothing is unpickled
+        that could run code); a foreign or tampered file is a ``ValueError`` naming the file."""
+        try:
+            state = torch.load(path, weights_only=True, map_location="cpu")
+        except Exception as err:  # noqa: BLE001 - every unreadable file gets the same clear message
+            raise ValueError(f"{path} is not a readable lalora_lite checkpoint ({type(err).__name__}: "
+                             f"{str(err).splitlines()[0][:200]}); delete it to start the run afresh") from None
+        fields = {f.name for f in dataclasses.fields(cls)}
+        if not isinstance(state, dict) or set(state) != fields:
+            found = sorted(state) if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"{path} is not a lalora_lite checkpoint: expected the fields {sorted(fields)}, "
+                             f"found {found}")
+        return cls(**state)
+
+    @classmethod
+    def resume(cls, path: Path | None, cfg: FederatedConfig) -> Checkpoint | None:
+        """The checkpoint at ``path`` if there is one (it must have been made with ``cfg``), else ``None``.
+
+        A setting added to the config after the checkpoint was written counts at its default (a run
+        interrupted before an upgrade that added, e.g., ``LocalConfig.precision`` resumes)."""
+        if path is None or not path.exists():
+            return None
+        ckpt = cls.load(path)
+        try:
+            stored = type(cfg).from_dict(ckpt.config).to_dict()
+        except TypeError as err:
+            raise ValueError(f"checkpoint {path} holds a config this version does not know ({err})") from None
+        wanted = cfg.to_dict()
+        if stored != wanted:
+            changed = sorted(k for k in wanted if stored.get(k) != wanted[k])
+            raise ValueError(f"checkpoint {path} was made with a different config (differs in: {changed})")
+        return ckpt
