@@ -1,4 +1,5 @@
-"""The federated simulation: client sampling, local updates, FedAvg, accounting, checkpoints.
+"""The federated simulation: local updates, FedAvg, accounting, resume (which clients train is
+:mod:`lalora_lite.sampling`, the saved state :mod:`lalora_lite.checkpoint`).
 
 Each round ``t`` the server samples ``m`` of ``N`` clients; each sampled client starts
 from the global LoRA factors and head, runs :func:`~lalora_lite.training.local_update`

@@ -20,7 +20,6 @@ except ImportError as err:  # the suite installs it (scripts/test.sh); say how, 
 
 from lalora_lite.checkpoint import Checkpoint  # noqa: E402
 from lalora_lite.federated import ClientResult, FederatedConfig, round_clients, run_federated  # noqa: E402
-from lalora_lite.sampling import sample_clients  # noqa: E402
 from lalora_lite.flower import (  # noqa: E402
     ServerSetup,
     _client_state,
@@ -30,6 +29,7 @@ from lalora_lite.flower import (  # noqa: E402
     make_server_app,
     task_from_run_config,
 )
+from lalora_lite.sampling import sample_clients  # noqa: E402
 from lalora_lite.tasks import digits_swin  # noqa: E402
 from lalora_lite.training import LocalConfig  # noqa: E402
 
