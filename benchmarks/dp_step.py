@@ -1,6 +1,6 @@
 """Time one LoRA training step, private and not, side by side in one process (CPU or GPU).
 
-Models (``--size``):
+Models (``--size``; built in ``step_models.py``):
   tiny   CPU correctness: a 2-stage timm Swin at 32 px (window 4) and a 2-layer RoBERTa, rank 4
   small  CPU timing: a 12M-parameter 3-stage Swin at 32 px and MiniLM-L6 (seq 64), rank 8
   paper  GPU timing: Swin-B at 224 px (timm ``swin_base_patch4_window7_224``, random init), LoRA r=16
@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 import platform
 import resource
 import statistics
@@ -39,103 +38,23 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import torch
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # step_models, also when loaded by path (tests)
 
-from lalora_lite.lora import inject_lora, set_active, trainable_parameters  # noqa: E402
+# step_models sets the offline environment and puts the repository root on the path for lalora_lite
+from step_models import MODELS, SIZES, Spec, make_batch, ours, spec_for, with_peft  # noqa: E402
+
+from lalora_lite.lora import set_active  # noqa: E402
 from lalora_lite.per_example import per_example_gradients  # noqa: E402
 from lalora_lite.privacy import clip_and_sum, noisy_gradient, per_example_norms  # noqa: E402
 from lalora_lite.training import DPNoise, step_gradient, summed_loss  # noqa: E402
 
-MODELS = ("swin", "roberta")
-SIZES = ("tiny", "small", "paper")
 VARIANTS = ("non-private B", "dp B", "non-private A", "dp A", "non-private AB", "dp AB",
             "opacus hooks AB", "opacus ghost AB", "naive loop AB")
-NUM_CLASSES = {"swin": 100, "roberta": 2}
-
-
-@dataclass
-class Spec:
-    """What one (model, size) benchmark builds."""
-
-    model: str
-    size: str
-    rank: int
-    targets: tuple[str, ...]
-    head: tuple[str, ...]
-    image_size: int = 0  # vision
-    seq_len: int = 0  # text
-
-
-def spec_for(model: str, size: str) -> Spec:
-    if model == "swin":
-        rank, image = {"tiny": (4, 32), "small": (8, 32), "paper": (16, 224)}[size]
-        return Spec(model, size, rank, ("attn.qkv", "attn.proj"), ("head",), image_size=image)
-    rank, seq = {"tiny": (4, 16), "small": (8, 64), "paper": (8, 128)}[size]
-    return Spec(model, size, rank, ("query", "key", "value"), ("classifier",), seq_len=seq)
-
-
-def backbone(spec: Spec) -> torch.nn.Module:
-    """The frozen backbone (random init except MiniLM, which ships with its package)."""
-    torch.manual_seed(0)
-    if spec.model == "swin":
-        from timm.models.swin_transformer import SwinTransformer
-
-        if spec.size == "paper":
-            import timm
-
-            return timm.create_model("swin_base_patch4_window7_224", pretrained=False, num_classes=100)
-        dims = dict(embed_dim=32, depths=(2, 2), num_heads=(2, 4)) if spec.size == "tiny" else \
-            dict(embed_dim=96, depths=(2, 2, 6), num_heads=(3, 6, 12))
-        return SwinTransformer(img_size=32, patch_size=2, window_size=4, in_chans=3, num_classes=100, **dims)
-    if spec.size == "small":
-        from lalora_lite.models import minilm
-
-        return minilm(2).model
-    from transformers import RobertaConfig, RobertaForSequenceClassification
-
-    if spec.size == "paper":
-        return RobertaForSequenceClassification(RobertaConfig(num_labels=2))  # roberta-base's dimensions
-    config = RobertaConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                           intermediate_size=64, max_position_embeddings=64, num_labels=2)
-    return RobertaForSequenceClassification(config)
-
-
-def make_batch(spec: Spec, batch: int, device: torch.device) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(1)
-    labels = torch.randint(0, NUM_CLASSES[spec.model], (batch,), generator=g)
-    if spec.model == "swin":
-        data = {"pixel_values": torch.randn(batch, 3, spec.image_size, spec.image_size, generator=g)}
-    else:
-        vocab = 100 if spec.size == "tiny" else 20_000
-        ids = torch.randint(3, vocab, (batch, spec.seq_len), generator=g)
-        lengths = torch.randint(spec.seq_len // 2, spec.seq_len + 1, (batch,), generator=g)
-        mask = (torch.arange(spec.seq_len)[None] < lengths[:, None]).long()  # real padding
-        data = {"input_ids": torch.where(mask.bool(), ids, torch.ones_like(ids)), "attention_mask": mask}
-    return {k: v.to(device) for k, v in {**data, "labels": labels}.items()}
-
-
-def ours(spec: Spec, device: torch.device) -> tuple[torch.nn.Module, dict[str, torch.nn.Parameter]]:
-    model = backbone(spec)
-    inject_lora(model, spec.targets, rank=spec.rank, alpha=2 * spec.rank, head=spec.head)
-    model.to(device).train()
-    return model, trainable_parameters(model, spec.head)
-
-
-def with_peft(spec: Spec, device: torch.device) -> torch.nn.Module:
-    import peft
-
-    config = peft.LoraConfig(r=spec.rank, lora_alpha=2 * spec.rank, target_modules=list(spec.targets),
-                             modules_to_save=list(spec.head))
-    model = backbone(spec).to(device)  # to the device *before* peft (opacus issue 820)
-    return peft.get_peft_model(model, config).train()
 
 
 def sgd_apply(params: dict[str, torch.nn.Parameter]) -> Callable[[dict[str, torch.Tensor]], None]:
