@@ -1,6 +1,7 @@
 """The comparison's hyper-parameter search: log grids, edge widening, scoring."""
 
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -109,3 +110,33 @@ def test_ties_within_one_standard_error_go_to_the_most_interior_point():
     clear = GridSearch("dp-lora", 1.0, (0.1, 0.2, 0.4), (0.5, 1.0, 2.0), val_size=1000)
     _scores_from(clear, lambda lr, clip: 0.75 if (lr, clip) == (0.4, 2.0) else 0.6)
     assert clear.best() == (0.4, 2.0) and clear.edges() == ["lr-high", "clip-high"]
+
+
+def test_search_progress_reads_finished_runs_and_applies_the_rule(tmp_path):
+    """scripts/search_progress.py: the grid from val_*.csv files, the rule's choice, and a step still running."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "search_progress.py"
+    spec = importlib.util.spec_from_file_location("search_progress", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    def write(method, eps, lr, clip, last_two):
+        rows = [{"round": r, "method": method, "epsilon_target": eps, "lr": lr, "clip_norm": clip,
+                 "accuracy": acc, "run_wall_s": 100.0} for r, acc in zip((10, 20, 30), (0.1, *last_two))]
+        pd.DataFrame(rows).to_csv(tmp_path / f"val_{method}_{eps}_{lr}_{clip}.csv", index=False)
+
+    for lr in (0.1, 0.2, 0.4):  # peak at (0.2, 1): interior
+        for clip in (0.5, 1.0, 2.0):
+            write("lalora", 2.0, lr, clip, (0.5, 0.7) if (lr, clip) == (0.2, 1.0) else (0.3, 0.3))
+    write("dp-lora", 2.0, 0.1, 1.0, (0.4, 0.4))
+    write("dp-lora", 2.0, 0.2, 2.0, (0.4, 0.4))  # (0.1, 2) and (0.2, 1) not finished yet
+    write("fedlora", float("nan"), 0.4, 0.5, (0.8, 0.9))
+    runs = module.search_runs(tmp_path)
+    assert len(runs) == 12 and runs.loc[runs.method == "fedlora", "epsilon"].item() == math.inf
+    text = module.progress(runs, val_size=1000)
+    assert "lalora eps=2 (9 runs): choice lr 0.2 / clip 1 (score 60.0), edges: none" in text
+    assert "dp-lora eps=2 (2 runs): 2 of 4 points still running" in text
+    assert "fedlora eps=inf (1 runs): choice lr 0.4 / clip 0.5 (score 85.0), edges: none" in text
+    with pytest.raises(SystemExit, match="no finished search runs"):
+        module.search_runs(tmp_path / "empty")

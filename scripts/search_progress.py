@@ -1,0 +1,73 @@
+"""Where a comparison's search stands, read from its finished runs (no training).
+
+``lalora compare`` writes ``search.csv`` and ``chosen.csv`` only when the whole comparison ends; a
+search that takes several sessions can be read earlier from the run files themselves. For every
+method and budget this prints the grid of scores so far (validation accuracy %, the mean of the last
+``search.SCORE_LAST`` evaluations, learning rates as rows and clip norms as columns) and what the
+search's rule (``search.GridSearch.best``: ties within one binomial standard error, then the most
+interior point) chooses on the points scored so far, with the edges that choice still lies on.
+
+Usage:
+  python scripts/search_progress.py runs/wordnet-minilm/cpu [--val-size 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lalora_lite.search import GridSearch, score  # noqa: E402
+
+
+def search_runs(folder: Path) -> pd.DataFrame:
+    """One row per finished search run (``val_*.csv``): method, epsilon (inf: no DP), lr, clip, score, run_wall_s."""
+    rows = []
+    for path in sorted(folder.glob("val_*.csv")):
+        history = pd.read_csv(path)
+        first = history.iloc[0]
+        eps = first["epsilon_target"]
+        rows.append({"method": first["method"], "epsilon": math.inf if pd.isna(eps) else float(eps),
+                     "lr": float(first["lr"]), "clip": float(first["clip_norm"]), "score": score(history),
+                     "run_wall_s": float(first["run_wall_s"])})
+    if not rows:
+        raise SystemExit(f"no finished search runs (val_*.csv) in {folder}")
+    return pd.DataFrame(rows)
+
+
+def progress(runs: pd.DataFrame, val_size: int) -> str:
+    """The grid so far and the current choice, per method and budget."""
+    blocks = [f"{len(runs)} finished search runs, median run_wall_s {runs['run_wall_s'].median():.0f}"]
+    for (method, eps), group in runs.groupby(["method", "epsilon"], sort=False):
+        grid = GridSearch(method, None if math.isinf(eps) else eps, tuple(sorted(group["lr"].unique())),
+                          tuple(sorted(group["clip"].unique())), val_size=val_size)
+        grid.scores = {(r.lr, r.clip): r.score for r in group.itertuples()}
+        missing = grid.pending()  # points of the spanned grid not scored yet (a step still running)
+        lr, clip = grid.best() if not missing else (math.nan, math.nan)
+        state = (f"{len(missing)} of {len(grid.points())} points still running" if missing else
+                 f"choice lr {lr:g} / clip {clip:g} (score {100 * grid.scores[(lr, clip)]:.1f}), "
+                 f"edges: {' '.join(grid.edges()) or 'none'}")
+        table = group.pivot(index="lr", columns="clip", values="score").map(lambda v: f"{100 * v:.1f}")
+        blocks.append(f"{method} eps={eps:g} ({len(group)} runs): {state}\n{table.to_string()}")
+    return "\n\n".join(blocks)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folder", type=Path, help="a run folder, e.g. runs/wordnet-minilm/cpu")
+    parser.add_argument("--val-size", type=int, default=1000, help="validation examples behind a score (the profile's)")
+    args = parser.parse_args()
+    if not args.folder.is_dir():
+        raise SystemExit(f"{args.folder} is not a folder")
+    if args.val_size < 0:
+        raise SystemExit(f"--val-size must be >= 0, got {args.val_size}")
+    print(progress(search_runs(args.folder), args.val_size))
+
+
+if __name__ == "__main__":
+    main()
