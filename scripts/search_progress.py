@@ -5,10 +5,11 @@ search that takes several sessions can be read earlier from the run files themse
 method and budget this prints the grid of scores so far (validation accuracy %, the mean of the last
 ``search.SCORE_LAST`` evaluations, learning rates as rows and clip norms as columns) and what the
 search's rule (``search.GridSearch.best``: ties within one binomial standard error, then the most
-interior point) chooses on the points scored so far, with the edges that choice still lies on.
+interior point) chooses on the points scored so far, with the edges that choice still lies on. The
+rule's tie tolerance uses the validation size of the task and profile named in the run files.
 
 Usage:
-  python scripts/search_progress.py runs/wordnet-minilm/cpu [--val-size 1000]
+  python scripts/search_progress.py runs/wordnet-minilm/cpu
 """
 
 from __future__ import annotations
@@ -23,16 +24,18 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lalora_lite.search import GridSearch, score  # noqa: E402
+from lalora_lite.tasks import get_profile  # noqa: E402
 
 
 def search_runs(folder: Path) -> pd.DataFrame:
-    """One row per finished search run (``val_*.csv``): method, epsilon (inf: no DP), lr, clip, score, run_wall_s."""
+    """One row per finished search run (``val_*.csv``): task, profile, method, epsilon (inf: no DP), lr, clip,
+    score, run_wall_s."""
     rows = []
     for path in sorted(folder.glob("val_*.csv")):
         history = pd.read_csv(path)
         first = history.iloc[0]
         eps = first["epsilon_target"]
-        rows.append({"method": first["method"], "epsilon": math.inf if pd.isna(eps) else float(eps),
+        rows.append({"task": first["task"], "profile": first["profile"], "method": first["method"], "epsilon": math.inf if pd.isna(eps) else float(eps),
                      "lr": float(first["lr"]), "clip": float(first["clip_norm"]), "score": score(history),
                      "run_wall_s": float(first["run_wall_s"])})
     if not rows:
@@ -40,12 +43,12 @@ def search_runs(folder: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def progress(runs: pd.DataFrame, val_size: int) -> str:
+def progress(runs: pd.DataFrame) -> str:
     """The grid so far and the current choice, per method and budget."""
     blocks = [f"{len(runs)} finished search runs, median run_wall_s {runs['run_wall_s'].median():.0f}"]
-    for (method, eps), group in runs.groupby(["method", "epsilon"], sort=False):
+    for (task, profile, method, eps), group in runs.groupby(["task", "profile", "method", "epsilon"], sort=False):
         grid = GridSearch(method, None if math.isinf(eps) else eps, tuple(sorted(group["lr"].unique())),
-                          tuple(sorted(group["clip"].unique())), val_size=val_size)
+                          tuple(sorted(group["clip"].unique())), val_size=get_profile(task, profile).val_size)
         grid.scores = {(r.lr, r.clip): r.score for r in group.itertuples()}
         missing = grid.pending()  # points of the spanned grid not scored yet (a step still running)
         lr, clip = grid.best() if not missing else (math.nan, math.nan)
@@ -60,13 +63,10 @@ def progress(runs: pd.DataFrame, val_size: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder", type=Path, help="a run folder, e.g. runs/wordnet-minilm/cpu")
-    parser.add_argument("--val-size", type=int, default=1000, help="validation examples behind a score (the profile's)")
     args = parser.parse_args()
     if not args.folder.is_dir():
         raise SystemExit(f"{args.folder} is not a folder")
-    if args.val_size < 0:
-        raise SystemExit(f"--val-size must be >= 0, got {args.val_size}")
-    print(progress(search_runs(args.folder), args.val_size))
+    print(progress(search_runs(args.folder)))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,11 @@
 """Shared fixtures: tiny models with LoRA, small batches. Everything offline."""
 
+import importlib.util
 import os
+import sys
 import tempfile
+from pathlib import Path
+from types import ModuleType
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -12,6 +16,17 @@ import torch
 
 from lalora_lite.lora import inject_lora, trainable_parameters
 from lalora_lite.models import Backbone, tiny_roberta, tiny_swin
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_script(folder: str, name: str) -> ModuleType:
+    """Import ``ROOT/folder/name.py`` (a benchmark or script, not a package module) under ``name``."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / folder / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the script is executed
+    spec.loader.exec_module(module)
+    return module
 
 
 def _randomise_b(backbone: Backbone) -> None:

@@ -3,29 +3,21 @@
 These check correctness and that the scripts run, not speed (timings live in benchmarks/results/).
 """
 
-import importlib.util
 import json
 import subprocess
 import sys
-from pathlib import Path
+from functools import partial
 
 import pytest
 import torch
+from conftest import ROOT, load_script
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the script is executed
-    spec.loader.exec_module(module)
-    return module
+load_benchmark = partial(load_script, "benchmarks")
 
 
 @pytest.fixture(scope="module")
 def dp_step():
-    return load_script("dp_step")
+    return load_benchmark("dp_step")
 
 
 @pytest.mark.parametrize("model", ["swin", "roberta"])
@@ -73,7 +65,7 @@ def test_paper_dry_run_on_tiny_configs(tmp_path):
 
 def test_compare_projection_counts_every_search_and_final_run():
     """The cost projection of compare_profile.py: run counts and seconds from per-phase measurements."""
-    project = load_script("compare_profile").project
+    project = load_benchmark("compare_profile").project
     from lalora_lite.tasks import get_profile
 
     p = get_profile("fmnist-swin", "cpu")
@@ -92,13 +84,13 @@ def test_compare_projection_counts_every_search_and_final_run():
 
 
 def test_round_skew_orders_the_dirichlet_concentrations():
-    skew = load_script("stand_in_regime").round_skew
+    skew = load_benchmark("stand_in_regime").round_skew
     skewed, mild = skew(5, 200, 0.1, 8, 4, 10), skew(5, 200, 1.0, 8, 4, 10)
     assert 0 < mild < skewed < 0.8
 
 
 def test_regime_settings_replace_profile_fields_and_reject_unknown_ones():
-    with_settings = load_script("stand_in_regime").with_settings
+    with_settings = load_benchmark("stand_in_regime").with_settings
     from lalora_lite.tasks import get_profile
 
     base = get_profile("wordnet-minilm", "cpu")
@@ -111,19 +103,19 @@ def test_regime_settings_replace_profile_fields_and_reject_unknown_ones():
 
 def test_step_scaling_times_both_steps_and_counts_flops():
     """The batch-scaling benchmark runs on the smoke stand-in (speed itself is not tested)."""
-    result = load_script("step_scaling").measure("fmnist-swin", "smoke", [2, 4], repeats=1)
+    result = load_benchmark("step_scaling").measure("fmnist-swin", "smoke", [2, 4], repeats=1)
     assert [r["batch"] for r in result["rows"]] == [2, 4]
     for r in result["rows"]:
         assert r["dp_ms_min"] <= r["dp_ms_per_example"] <= r["dp_ms_max"]
         assert r["plain_ms_per_example"] > 0 and r["flops_per_example"] > 1e6
     with pytest.raises(ValueError, match="at most the"):
-        load_script("step_scaling").measure("fmnist-swin", "smoke", [10**6], repeats=1)
+        load_benchmark("step_scaling").measure("fmnist-swin", "smoke", [10**6], repeats=1)
 
 
 def test_search_splits_scores_each_setting_on_each_seeds_validation_split(tmp_path, capsys):
     """benchmarks/search_splits.py: one run per setting and seed, scored like the search, read back
     from the run store on a second call; a DP method without a budget is refused before any run."""
-    main = load_script("search_splits").main
+    main = load_benchmark("search_splits").main
     argv = ["--task", "fmnist-swin", "--profile", "smoke", "--method", "fedlora", "--lrs", "0.1", "0.2",
             "--seeds", "0", "1", "--workers", "1", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path)]
     scores = main(argv)

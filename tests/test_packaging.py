@@ -1,13 +1,13 @@
 """The install files agree with each other and the command line works."""
 
-import importlib.util
 import os
 import re
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT, load_script
 
 
 def pins(lines):
@@ -58,12 +58,7 @@ def test_cli_errors_are_clear():
     assert run_cli("--help").returncode == 0
 
 
-def _script(name: str):
-    """A module of scripts/ (not a package), loaded from its file."""
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+_script = partial(load_script, "scripts")
 
 
 def test_test_workers_follow_the_cgroup_quota_and_memory(tmp_path):

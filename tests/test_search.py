@@ -1,10 +1,10 @@
 """The comparison's hyper-parameter search: log grids, edge widening, scoring."""
 
 import math
-from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import load_script
 
 from lalora_lite.experiments import search
 from lalora_lite.search import GridSearch, check_grid, score, widened
@@ -114,15 +114,10 @@ def test_ties_within_one_standard_error_go_to_the_most_interior_point():
 
 def test_search_progress_reads_finished_runs_and_applies_the_rule(tmp_path):
     """scripts/search_progress.py: the grid from val_*.csv files, the rule's choice, and a step still running."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "scripts" / "search_progress.py"
-    spec = importlib.util.spec_from_file_location("search_progress", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("scripts", "search_progress")
 
     def write(method, eps, lr, clip, last_two):
-        rows = [{"round": r, "method": method, "epsilon_target": eps, "lr": lr, "clip_norm": clip,
+        rows = [{"task": "wordnet-minilm", "profile": "cpu", "round": r, "method": method, "epsilon_target": eps, "lr": lr, "clip_norm": clip,
                  "accuracy": acc, "run_wall_s": 100.0} for r, acc in zip((10, 20, 30), (0.1, *last_two))]
         pd.DataFrame(rows).to_csv(tmp_path / f"val_{method}_{eps}_{lr}_{clip}.csv", index=False)
 
@@ -134,7 +129,7 @@ def test_search_progress_reads_finished_runs_and_applies_the_rule(tmp_path):
     write("fedlora", float("nan"), 0.4, 0.5, (0.8, 0.9))
     runs = module.search_runs(tmp_path)
     assert len(runs) == 12 and runs.loc[runs.method == "fedlora", "epsilon"].item() == math.inf
-    text = module.progress(runs, val_size=1000)
+    text = module.progress(runs)  # the cpu profile's 1,000 validation glosses
     assert "lalora eps=2 (9 runs): choice lr 0.2 / clip 1 (score 60.0), edges: none" in text
     assert "dp-lora eps=2 (2 runs): 2 of 4 points still running" in text
     assert "fedlora eps=inf (1 runs): choice lr 0.4 / clip 0.5 (score 85.0), edges: none" in text
