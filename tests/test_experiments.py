@@ -75,6 +75,25 @@ def test_parallel_workers_give_bit_identical_runs(tmp_path):
             assert p[column].tolist() == s[column].tolist()
 
 
+def test_runner_executes_grouped_by_seed_and_returns_in_the_given_order(tmp_path, monkeypatch):
+    """Five seeds cycled method by method would rebuild the task for every run (the cache holds 4):
+    the runner executes one seed's runs together and hands the histories back in the caller's order."""
+    executed = []
+
+    def record(spec, runs_dir, device):
+        executed.append((spec.method, spec.seed))
+        return pd.DataFrame({"method": [spec.method], "seed": [spec.seed]})
+
+    monkeypatch.setattr(experiments, "_execute_quietly", record)
+    specs = [RunSpec("fmnist-swin", "smoke", m, 1.0, seed, 0.1, 1.0, 2, "test")
+             for m in ("dp-lora", "lalora", "rolora") for seed in range(5)]
+    assert experiments._built_task.cache_info().maxsize < 5
+    with Runner(tmp_path, workers=1, progress=False) as runner:
+        histories = runner.run(specs)
+    assert executed == [(m, seed) for seed in range(5) for m in ("dp-lora", "lalora", "rolora")]
+    assert [(h["method"].item(), h["seed"].item()) for h in histories] == [(s.method, s.seed) for s in specs]
+
+
 def test_run_digest_names_every_setting_that_shapes_a_run():
     profile = get_profile("fmnist-swin", "cpu")
     assert run_digest(profile) == run_digest(dataclasses.replace(profile, seeds=(7,), lr_grid=(1.0, 2.0)))
