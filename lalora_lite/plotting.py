@@ -71,8 +71,9 @@ def paired_markdown(paired: pd.DataFrame) -> str:
              f"seeds for {need.split('_')[-1].removesuffix('pt')} points |", "|---" * 7 + "|"]
     for r in paired.itertuples():
         seeds_needed = "" if pd.isna(getattr(r, need)) else int(getattr(r, need))
-        lines.append(f"| {r.epsilon:g} | {r.baseline} | {100 * r.difference:+.1f} | [{100 * r.ci_low:+.1f}, "
-                     f"{100 * r.ci_high:+.1f}] | {r.seeds} | {'yes' if r.resolved else 'no'} | {seeds_needed} |")
+        interval = "" if pd.isna(r.ci_low) else f"[{100 * r.ci_low:+.1f}, {100 * r.ci_high:+.1f}]"  # none from 1 seed
+        lines.append(f"| {r.epsilon:g} | {r.baseline} | {100 * r.difference:+.1f} | {interval} | {r.seeds} | "
+                     f"{'yes' if r.resolved else 'no'} | {seeds_needed} |")
     return "\n".join(lines)
 
 

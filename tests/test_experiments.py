@@ -10,8 +10,8 @@ import pytest
 from lalora_lite import experiments
 from lalora_lite.experiments import Runner, RunSpec, chosen_setting, compare, run_digest
 from lalora_lite.methods import METHODS
-from lalora_lite.plotting import redraw, summary_markdown
-from lalora_lite.stats import run_table, summary
+from lalora_lite.plotting import paired_markdown, redraw, summary_markdown
+from lalora_lite.stats import paired_differences, run_table, summary
 from lalora_lite.tasks import get_profile
 
 
@@ -120,6 +120,15 @@ def test_summary_table_mean_and_interval():
     # t_{0.975, 1} = 12.706: half-width 12.706 * 0.1414 / sqrt(2) = 1.2706
     assert table.iloc[0]["ci_high"] == pytest.approx(0.6 + 1.27062, rel=1e-4)
     assert "60.0 [-67.1, 187.1] (n=2)" in summary_markdown(table)
+
+
+def test_paired_markdown_gives_an_interval_from_two_seeds_and_none_from_one():
+    runs = pd.DataFrame({"method": ["lalora", "dp-lora"] * 3, "epsilon_target": [1.0] * 4 + [3.0] * 2,
+                         "seed": [0, 0, 1, 1, 0, 0], "accuracy": [0.6, 0.5, 0.7, 0.5, 0.6, 0.55]})
+    text = paired_markdown(paired_differences(runs))
+    # eps 1: differences 0.1 and 0.2, mean 0.15, half-width 12.706 * 0.0707 / sqrt(2) = 0.635
+    assert "| 1 | dp-lora | +15.0 | [-48.5, +78.5] | 2 | no |" in text
+    assert "| 3 | dp-lora | +5.0 |  | 1 | no |  |" in text and "nan" not in text
 
 
 def test_bad_compare_inputs_fail_before_work(tmp_path, monkeypatch):
