@@ -179,8 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
     aud.add_argument("--figures", default="figures")
     aud.set_defaults(func=cmd_audit)
 
-    pre = sub.add_parser("pretrain", help="build the cached stand-in backbone and report transfer quality")
-    pre.add_argument("--task", default="fmnist-swin", choices=["fmnist-swin"])
+    pre = sub.add_parser("pretrain", help="build the cached stand-in backbone and report transfer quality "
+                                          "(non-private, centralised: fresh head, head only, LoRA + head)")
+    pre.add_argument("--task", default="fmnist-swin", choices=["fmnist-swin", "wordnet-minilm"],
+                     help="fmnist-swin pretrains its Swin first (cached); wordnet-minilm uses pretrained MiniLM")
     pre.add_argument("--profile", choices=PROFILES)
     pre.add_argument("--results", default="results")
     pre.set_defaults(func=cmd_pretrain)

@@ -153,3 +153,19 @@ def test_shipped_backbone_is_what_pretraining_rebuilds():
     rebuilt_acc, _ = evaluate(rebuilt.model, public_test)
     assert shipped_acc > 0.8, shipped_acc  # a backbone worth transferring
     assert abs(rebuilt_acc - shipped_acc) < 0.015, (rebuilt_acc, shipped_acc)
+
+
+@pytest.mark.parametrize("task", ["fmnist-swin", "wordnet-minilm"])
+def test_transfer_report_trains_head_then_lora_centrally_and_writes_it(task, tmp_path):
+    """``lalora pretrain``'s report: three validation accuracies of the centralised, non-private
+    reference, with as many steps as one federated run (smoke: 2 rounds x 2 steps x 4 clients)."""
+    import json
+
+    from lalora_lite.transfer import transfer_report
+
+    report = transfer_report(task, "smoke", tmp_path)
+    profile = get_profile(task, "smoke")
+    assert report["steps"] == profile.rounds * profile.local_steps * profile.clients_per_round == 16
+    for key in ("fresh_head_val_accuracy", "head_only_val_accuracy", "lora_and_head_val_accuracy"):
+        assert 0.0 <= report[key] <= 1.0
+    assert json.loads((tmp_path / task / "smoke" / "transfer.json").read_text()) == report
