@@ -35,8 +35,9 @@ def search_runs(folder: Path) -> pd.DataFrame:
         history = pd.read_csv(path)
         first = history.iloc[0]
         eps = first["epsilon_target"]
-        rows.append({"task": first["task"], "profile": first["profile"], "method": first["method"], "epsilon": math.inf if pd.isna(eps) else float(eps),
-                     "lr": float(first["lr"]), "clip": float(first["clip_norm"]), "score": score(history),
+        rows.append({"task": first["task"], "profile": first["profile"], "method": first["method"],
+                     "epsilon": math.inf if pd.isna(eps) else float(eps), "lr": float(first["lr"]),
+                     "clip": float(first["clip_norm"]), "score": score(history),
                      "run_wall_s": float(first["run_wall_s"])})
     if not rows:
         raise SystemExit(f"no finished search runs (val_*.csv) in {folder}")

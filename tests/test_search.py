@@ -117,8 +117,9 @@ def test_search_progress_reads_finished_runs_and_applies_the_rule(tmp_path):
     module = load_script("scripts", "search_progress")
 
     def write(method, eps, lr, clip, last_two):
-        rows = [{"task": "wordnet-minilm", "profile": "cpu", "round": r, "method": method, "epsilon_target": eps, "lr": lr, "clip_norm": clip,
-                 "accuracy": acc, "run_wall_s": 100.0} for r, acc in zip((10, 20, 30), (0.1, *last_two))]
+        rows = [{"task": "wordnet-minilm", "profile": "cpu", "round": r, "method": method, "epsilon_target": eps,
+                 "lr": lr, "clip_norm": clip, "accuracy": acc, "run_wall_s": 100.0}
+                for r, acc in zip((10, 20, 30), (0.1, *last_two))]
         pd.DataFrame(rows).to_csv(tmp_path / f"val_{method}_{eps}_{lr}_{clip}.csv", index=False)
 
     for lr in (0.1, 0.2, 0.4):  # peak at (0.2, 1): interior
