@@ -43,6 +43,7 @@ from .federated import FederatedConfig, run_federated, validate
 from .methods import get_method
 from .profiles import Profile, default_settings
 from .search import GridSearch, check_grid, score
+from .stats import PUBLIC_TUNING
 from .tasks import TASKS, Task, build_task, get_profile, get_task
 from .training import LocalConfig
 
@@ -349,7 +350,7 @@ def compare(task: str, profile_name: str, methods: tuple[str, ...] | None = None
                  for s in searches for seed in seeds]
         history = pd.concat(runner.run(specs, "final runs"), ignore_index=True)
 
-    out = results_dir / task / (profile_name if tune_on == "private" else f"{profile_name}+public-tuning")
+    out = results_dir / task / (profile_name if tune_on == "private" else profile_name + PUBLIC_TUNING)
     out.mkdir(parents=True, exist_ok=True)
     history.to_csv(out / "history.csv", index=False)
     search_history.to_csv(out / "search.csv", index=False)

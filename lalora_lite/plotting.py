@@ -10,7 +10,9 @@ For every ``results/<task>/<profile>/history.csv`` (with ``meta.json`` and ``cho
 * ``figures/<task>-<profile>-accuracy-vs-upload.png``: final accuracy against uploaded bytes;
 * ``figures/<task>-<profile>-curves-eps<e>.png``: accuracy per evaluated round at the smallest budget;
 * ``results/<task>/<profile>/summary.{csv,md}`` and ``paired.csv``: the tables, the chosen settings
-  and what the tuning cost in privacy;
+  and what the tuning cost in privacy; for a comparison tuned on public data
+  (``<profile>+public-tuning``) beside its private-tuned twin, ``tuning_gap.csv`` and its table:
+  what tuning at no privacy cost gives up, paired by seed;
 * ``results/ours-vs-paper.csv`` and ``figures/ours-vs-paper.png``: every stored comparison next to
   the paper cell it answers (:mod:`lalora_lite.paper`; stand-ins labelled, signs compared).
 """
@@ -32,7 +34,7 @@ import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 
 from .paper import ours_vs_reported, plot_ours_vs_reported
-from .stats import LAST_EVALUATIONS, paired_differences, run_table, summary, t_interval
+from .stats import LAST_EVALUATIONS, PUBLIC_TUNING, paired_differences, run_table, summary, t_interval, tuning_gap
 from .style import CHANCE_STYLE, color, style
 
 PAPER_METHODS = ("dp-lora", "ffa-lora", "rolora", "lalora")
@@ -74,6 +76,17 @@ def paired_markdown(paired: pd.DataFrame) -> str:
         interval = "" if pd.isna(r.ci_low) else f"[{100 * r.ci_low:+.1f}, {100 * r.ci_high:+.1f}]"  # none from 1 seed
         lines.append(f"| {r.epsilon:g} | {r.baseline} | {100 * r.difference:+.1f} | {interval} | {r.seeds} | "
                      f"{'yes' if r.resolved else 'no'} | {seeds_needed} |")
+    return "\n".join(lines)
+
+
+def tuning_gap_markdown(gap: pd.DataFrame) -> str:
+    """Public-tuned minus private-tuned final accuracy (:func:`~lalora_lite.stats.tuning_gap`), in points."""
+    lines = ["| method | epsilon | public minus private (points) | 95 % interval | seeds | resolved |",
+             "|---" * 6 + "|"]
+    for r in gap.itertuples():
+        interval = "" if pd.isna(r.ci_low) else f"[{100 * r.ci_low:+.1f}, {100 * r.ci_high:+.1f}]"
+        lines.append(f"| {r.method} | {_eps_label(r.epsilon)} | {100 * r.public_minus_private:+.1f} | {interval} | "
+                     f"{r.seeds} | {'yes' if r.resolved else 'no'} |")
     return "\n".join(lines)
 
 
@@ -219,9 +232,10 @@ def _save(fig: plt.Figure, path: Path) -> None:
 
 
 def write_summary(folder: Path, runs: pd.DataFrame, paired: pd.DataFrame, meta: dict,
-                  chosen: pd.DataFrame | None) -> Path:
-    """``summary.csv``, ``paired.csv`` and ``summary.md`` (tables, readings' raw material, tuning cost)
-    from the :func:`~lalora_lite.stats.run_table` of a results folder."""
+                  chosen: pd.DataFrame | None, gap: pd.DataFrame | None = None) -> Path:
+    """``summary.csv``, ``paired.csv`` and ``summary.md`` (tables, readings' raw material, tuning cost,
+    and ``gap``, the :func:`~lalora_lite.stats.tuning_gap` of public tuning where there is one) from the
+    :func:`~lalora_lite.stats.run_table` of a results folder."""
     task, profile = folder.parent.name, folder.name
     table = summary(runs)
     table.to_csv(folder / "summary.csv", index=False)
@@ -239,6 +253,12 @@ def write_summary(folder: Path, runs: pd.DataFrame, paired: pd.DataFrame, meta: 
         parts += ["## Paired differences (same seeds, same client splits)", paired_markdown(paired)]
     if chosen is not None:
         parts += ["## Chosen settings", chosen_markdown(chosen), tuning_cost(meta, chosen)]
+    if gap is not None:
+        parts += ["## What tuning on public data gives up",
+                  "Final test accuracy of this comparison minus that of the same methods, budgets and seeds tuned "
+                  "on the private validation split (`../" + folder.name.removesuffix(PUBLIC_TUNING) + "`), paired "
+                  "by seed; 0 where both searches chose the same setting (the same final runs).",
+                  tuning_gap_markdown(gap)]
     if "wall_s_this_invocation" in meta:
         parts.append(f"Wall time of the command that made these results: {meta['wall_s_this_invocation'] / 60:.1f} min "
                      f"({meta.get('workers', 1)} worker(s), device {meta.get('device', 'cpu')}).")
@@ -255,7 +275,13 @@ def draw_folder(folder: Path, figures_dir: Path) -> list[Path]:
     chosen = pd.read_csv(folder / "chosen.csv") if (folder / "chosen.csv").exists() else None
     runs = run_table(history)
     paired = paired_differences(runs)
-    written = [write_summary(folder, runs, paired, meta, chosen)]
+    written, gap = [], None
+    private_twin = folder.parent / profile.removesuffix(PUBLIC_TUNING) / "history.csv"
+    if profile.endswith(PUBLIC_TUNING) and private_twin.exists():
+        gap = tuning_gap(run_table(pd.read_csv(private_twin)), runs)
+        gap.to_csv(path := folder / "tuning_gap.csv", index=False)
+        written.append(path)
+    written.append(write_summary(folder, runs, paired, meta, chosen, gap))
     label = f"{describe_task(task)}\n[{profile} profile]"
     stem = figures_dir / f"{task}-{profile}"
     plot_accuracy_vs_epsilon(runs, meta, label, path := Path(f"{stem}-accuracy-vs-epsilon.png"))

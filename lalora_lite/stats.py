@@ -93,6 +93,9 @@ def paired_differences(runs: pd.DataFrame, reference: str = "lalora", delta: flo
     return pd.DataFrame(rows)
 
 
+PUBLIC_TUNING = "+public-tuning"  # results/<task>/<profile>+public-tuning/: tuned on public data
+
+
 def tuning_gap(private: pd.DataFrame, public: pd.DataFrame) -> pd.DataFrame:
     """What tuning on public data gives up: per method and epsilon, the final accuracy of the comparison
     tuned on public data minus the one tuned on the private validation split, paired by seed (the same

@@ -10,8 +10,8 @@ import pytest
 from lalora_lite import experiments
 from lalora_lite.experiments import Runner, RunSpec, chosen_setting, compare, run_digest
 from lalora_lite.methods import METHODS
-from lalora_lite.plotting import paired_markdown, redraw, summary_markdown
-from lalora_lite.stats import paired_differences, run_table, summary
+from lalora_lite.plotting import draw_folder, paired_markdown, redraw, summary_markdown, tuning_gap_markdown
+from lalora_lite.stats import paired_differences, run_table, summary, tuning_gap
 from lalora_lite.tasks import get_profile
 
 
@@ -131,6 +131,20 @@ def test_paired_markdown_gives_an_interval_from_two_seeds_and_none_from_one():
     assert "| 3 | dp-lora | +5.0 |  | 1 | no |  |" in text and "nan" not in text
 
 
+def test_tuning_gap_pairs_by_seed_and_its_table_gives_points_with_the_interval():
+    private = pd.DataFrame({"method": ["lalora"] * 3 + ["dp-lora"], "epsilon_target": [1.0, 1.0, 1.0, 3.0],
+                            "seed": [0, 1, 2, 0], "accuracy": [0.60, 0.50, 0.40, 0.55]})
+    # seed 2 has no public twin and must not be paired; seed order differs on purpose
+    public = pd.DataFrame({"method": ["lalora", "lalora", "dp-lora"], "epsilon_target": [1.0, 1.0, 3.0],
+                           "seed": [1, 0, 0], "accuracy": [0.60, 0.50, 0.55]})
+    gap = tuning_gap(private, public)
+    assert gap[["method", "seeds", "resolved"]].values.tolist() == [["lalora", 2, False], ["dp-lora", 1, False]]
+    text = tuning_gap_markdown(gap)
+    # lalora: differences -0.1 (seed 0) and +0.1 (seed 1): mean 0, half-width 12.706 * 0.1414 / sqrt(2) = 1.271
+    assert "| lalora | eps=1 | +0.0 | [-127.1, +127.1] | 2 | no |" in text
+    assert "| dp-lora | eps=3 | +0.0 |  | 1 | no |" in text and "nan" not in text
+
+
 def test_bad_compare_inputs_fail_before_work(tmp_path, monkeypatch):
     monkeypatch.setattr(experiments, "run_federated", lambda *a, **k: pytest.fail("trained"))
     with pytest.raises(ValueError, match="unknown method"):
@@ -170,6 +184,15 @@ def test_public_tuning_searches_on_public_data_only_and_measures_the_gap(tmp_pat
     assert gap["method"].tolist() == ["lalora"] and (gap["seeds"] == 1).all()
     # with one grid point both searches choose the same setting, so the final runs are the same runs
     assert (gap["public_minus_private"] == 0).all()
+    # lalora figures: the public folder's summary gains the gap to its private twin, the twin none
+    (tmp_path / "figures").mkdir()
+    written = draw_folder(folder, tmp_path / "figures")
+    assert folder / "tuning_gap.csv" in written
+    assert pd.read_csv(folder / "tuning_gap.csv")["public_minus_private"].tolist() == [0.0] * len(gap)
+    text = (folder / "summary.md").read_text()
+    assert "## What tuning on public data gives up" in text and "(`../smoke`)" in text and "| lalora | eps=" in text
+    draw_folder(tmp_path / "results" / "fmnist-swin" / "smoke", tmp_path / "figures")
+    assert not (tmp_path / "results" / "fmnist-swin" / "smoke" / "tuning_gap.csv").exists()
     with pytest.raises(ValueError, match="no public data to tune on; tune_on='public' is offered for: fmnist-swin"):
         compare("wordnet-minilm", "smoke", tune_on="public", runs_dir=tmp_path, results_dir=tmp_path)
     with pytest.raises(ValueError, match="unknown tune_on 'both'; allowed: private, public"):
