@@ -66,6 +66,11 @@ def summary_markdown(table: pd.DataFrame, methods: tuple[str, ...] | None = None
     return "\n".join(lines)
 
 
+def _signed_interval(row) -> str:
+    """``[low, high]`` of a difference in signed points; empty where one seed gives no interval."""
+    return "" if pd.isna(row.ci_low) else f"[{100 * row.ci_low:+.1f}, {100 * row.ci_high:+.1f}]"
+
+
 def paired_markdown(paired: pd.DataFrame) -> str:
     """LA-LoRA minus each baseline: difference in points with its paired interval and the verdict."""
     need = next(c for c in paired.columns if c.startswith("seeds_for_"))
@@ -73,9 +78,8 @@ def paired_markdown(paired: pd.DataFrame) -> str:
              f"seeds for {need.split('_')[-1].removesuffix('pt')} points |", "|---" * 7 + "|"]
     for r in paired.itertuples():
         seeds_needed = "" if pd.isna(getattr(r, need)) else int(getattr(r, need))
-        interval = "" if pd.isna(r.ci_low) else f"[{100 * r.ci_low:+.1f}, {100 * r.ci_high:+.1f}]"  # none from 1 seed
-        lines.append(f"| {r.epsilon:g} | {r.baseline} | {100 * r.difference:+.1f} | {interval} | {r.seeds} | "
-                     f"{'yes' if r.resolved else 'no'} | {seeds_needed} |")
+        lines.append(f"| {r.epsilon:g} | {r.baseline} | {100 * r.difference:+.1f} | {_signed_interval(r)} | "
+                     f"{r.seeds} | {'yes' if r.resolved else 'no'} | {seeds_needed} |")
     return "\n".join(lines)
 
 
@@ -84,9 +88,8 @@ def tuning_gap_markdown(gap: pd.DataFrame) -> str:
     lines = ["| method | epsilon | public minus private (points) | 95 % interval | seeds | resolved |",
              "|---" * 6 + "|"]
     for r in gap.itertuples():
-        interval = "" if pd.isna(r.ci_low) else f"[{100 * r.ci_low:+.1f}, {100 * r.ci_high:+.1f}]"
-        lines.append(f"| {r.method} | {_eps_label(r.epsilon)} | {100 * r.public_minus_private:+.1f} | {interval} | "
-                     f"{r.seeds} | {'yes' if r.resolved else 'no'} |")
+        lines.append(f"| {r.method} | {_eps_label(r.epsilon)} | {100 * r.public_minus_private:+.1f} | "
+                     f"{_signed_interval(r)} | {r.seeds} | {'yes' if r.resolved else 'no'} |")
     return "\n".join(lines)
 
 
