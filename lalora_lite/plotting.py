@@ -235,9 +235,10 @@ def _save(fig: plt.Figure, path: Path) -> None:
 
 
 def write_summary(folder: Path, runs: pd.DataFrame, paired: pd.DataFrame, meta: dict,
-                  chosen: pd.DataFrame | None, gap: pd.DataFrame | None = None) -> Path:
+                  chosen: pd.DataFrame | None, gap: pd.DataFrame | str | None = None) -> Path:
     """``summary.csv``, ``paired.csv`` and ``summary.md`` (tables, readings' raw material, tuning cost,
-    and ``gap``, the :func:`~lalora_lite.stats.tuning_gap` of public tuning where there is one) from the
+    and ``gap``, the :func:`~lalora_lite.stats.tuning_gap` of public tuning where there is one, or why
+    it is not computed: :func:`public_tuning_gap`) from the
     :func:`~lalora_lite.stats.run_table` of a results folder."""
     task, profile = folder.parent.name, folder.name
     table = summary(runs)
@@ -256,7 +257,9 @@ def write_summary(folder: Path, runs: pd.DataFrame, paired: pd.DataFrame, meta: 
         parts += ["## Paired differences (same seeds, same client splits)", paired_markdown(paired)]
     if chosen is not None:
         parts += ["## Chosen settings", chosen_markdown(chosen), tuning_cost(meta, chosen)]
-    if gap is not None:
+    if isinstance(gap, str):
+        parts += ["## What tuning on public data gives up", gap]
+    elif gap is not None:
         parts += ["## What tuning on public data gives up",
                   "Final test accuracy of this comparison minus that of the same methods, budgets and seeds tuned "
                   "on the private validation split (`../" + folder.name.removesuffix(PUBLIC_TUNING) + "`), paired "
@@ -270,6 +273,25 @@ def write_summary(folder: Path, runs: pd.DataFrame, paired: pd.DataFrame, meta: 
     return path
 
 
+def public_tuning_gap(folder: Path, meta: dict, runs: pd.DataFrame) -> pd.DataFrame | str | None:
+    """For a ``<profile>+public-tuning`` folder beside its private-tuned twin, the
+    :func:`~lalora_lite.stats.tuning_gap` of ``runs`` (this folder's :func:`~lalora_lite.stats.run_table`)
+    against the twin's; a sentence saying why not, where the twin ran with other profile settings (its
+    runs do not pair with these); None for any other folder."""
+    if not folder.name.endswith(PUBLIC_TUNING):
+        return None
+    twin = folder.parent / folder.name.removesuffix(PUBLIC_TUNING)
+    if not (twin / "history.csv").exists():
+        return None
+    twin_meta = json.loads((twin / "meta.json").read_text()) if (twin / "meta.json").exists() else {}
+    ours, theirs = meta.get("profile_settings") or {}, twin_meta.get("profile_settings") or {}
+    changed = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
+    if changed:
+        return (f"Not computed: `../{twin.name}` ran with other profile settings ({', '.join(changed)}), so its "
+                "final runs do not pair with these; run both comparisons at the same settings.")
+    return tuning_gap(run_table(pd.read_csv(twin / "history.csv")), runs)
+
+
 def draw_folder(folder: Path, figures_dir: Path) -> list[Path]:
     """Tables and figures of one ``results/<task>/<profile>/`` folder; returns the files written."""
     history = pd.read_csv(folder / "history.csv")
@@ -278,12 +300,12 @@ def draw_folder(folder: Path, figures_dir: Path) -> list[Path]:
     chosen = pd.read_csv(folder / "chosen.csv") if (folder / "chosen.csv").exists() else None
     runs = run_table(history)
     paired = paired_differences(runs)
-    written, gap = [], None
-    private_twin = folder.parent / profile.removesuffix(PUBLIC_TUNING) / "history.csv"
-    if profile.endswith(PUBLIC_TUNING) and private_twin.exists():
-        gap = tuning_gap(run_table(pd.read_csv(private_twin)), runs)
+    written, gap = [], public_tuning_gap(folder, meta, runs)
+    if isinstance(gap, pd.DataFrame):
         gap.to_csv(path := folder / "tuning_gap.csv", index=False)
         written.append(path)
+    else:
+        (folder / "tuning_gap.csv").unlink(missing_ok=True)  # a gap to runs that no longer pair is stale
     written.append(write_summary(folder, runs, paired, meta, chosen, gap))
     label = f"{describe_task(task)}\n[{profile} profile]"
     stem = figures_dir / f"{task}-{profile}"

@@ -193,6 +193,16 @@ def test_public_tuning_searches_on_public_data_only_and_measures_the_gap(tmp_pat
     assert "## What tuning on public data gives up" in text and "(`../smoke`)" in text and "| lalora | eps=" in text
     draw_folder(tmp_path / "results" / "fmnist-swin" / "smoke", tmp_path / "figures")
     assert not (tmp_path / "results" / "fmnist-swin" / "smoke" / "tuning_gap.csv").exists()
+    # a private twin recomputed at another shape no longer pairs: no gap, and the summary says why
+    twin_meta = tmp_path / "results" / "fmnist-swin" / "smoke" / "meta.json"
+    changed = json.loads(twin_meta.read_text())
+    changed["profile_settings"]["local_steps"] += 1
+    twin_meta.write_text(json.dumps(changed))
+    assert folder / "tuning_gap.csv" not in draw_folder(folder, tmp_path / "figures")
+    assert not (folder / "tuning_gap.csv").exists()
+    text = (folder / "summary.md").read_text()
+    assert "Not computed: `../smoke` ran with other profile settings (local_steps)" in text
+    assert "| lalora | eps=" in text.split("## What tuning on public data gives up")[0]  # its own table stays
     with pytest.raises(ValueError, match="no public data to tune on; tune_on='public' is offered for: fmnist-swin"):
         compare("wordnet-minilm", "smoke", tune_on="public", runs_dir=tmp_path, results_dir=tmp_path)
     with pytest.raises(ValueError, match="unknown tune_on 'both'; allowed: private, public"):
