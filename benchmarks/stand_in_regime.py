@@ -1,6 +1,7 @@
 """How the cpu stand-ins were shaped: one federated run per setting, and the label skew of a round.
 
-``run``: one run of ``--method`` on a task's validation split (seed 0, one thread), with the given
+``run``: one run of ``--method`` on a task's validation split (``--seed``: the client split, default 0;
+one thread), with the given
 rounds, local steps, learning rate, clip norm and schedule, noise calibrated for the expected steps;
 prints the accuracy at every evaluation (every ``--eval-every`` rounds). ``--set field=value``
 replaces a field of the task's cpu profile first (data sizes, batch size, optimizer, rank, ...).
@@ -10,7 +11,8 @@ clients are averaged with equal weights (mean total-variation distance over 5 sp
 for the paper's CIFAR-100 shape and for the stand-ins.
 
 Usage (the README quotes these):
-  python benchmarks/stand_in_regime.py run --method fedlora --rounds 40 --steps 10 --lr 0.3 --schedule cosine
+  python benchmarks/stand_in_regime.py run --method fedlora --lr 0.4 --seed 1   # the cpu shape, 80 rounds x 5 steps
+  python benchmarks/stand_in_regime.py run --method fedlora --rounds 40 --steps 10 --lr 0.4 --eval-every 5 --seed 1
   python benchmarks/stand_in_regime.py run --task wordnet-minilm --method lalora --epsilon 3 --rounds 30 --lr 0.3 --eval-every 5
   python benchmarks/stand_in_regime.py run --task wordnet-minilm --method lalora --epsilon 3 --set frozen_layers=0
   python benchmarks/stand_in_regime.py skew
@@ -50,16 +52,18 @@ def run(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
     profile = with_settings(get_profile(args.task, "cpu"), args.set)
     spec = get_task(args.task)
-    task = spec.builder(spec, profile, 0)
-    local = LocalConfig(local_steps=args.steps, batch_size=profile.batch_size, lr=args.lr, clip_norm=args.clip,
+    task = spec.builder(spec, profile, args.seed)
+    rounds, steps = args.rounds or profile.rounds, args.steps or profile.local_steps
+    eval_every = args.eval_every or profile.eval_every
+    local = LocalConfig(local_steps=steps, batch_size=profile.batch_size, lr=args.lr, clip_norm=args.clip,
                         optimizer=profile.optimizer)
-    cfg = FederatedConfig(args.method, rounds=args.rounds, clients_per_round=profile.clients_per_round, local=local,
+    cfg = FederatedConfig(args.method, rounds=rounds, clients_per_round=profile.clients_per_round, local=local,
                           epsilon=args.epsilon, count_steps="expected", lr_schedule=args.schedule,
-                          eval_every=args.eval_every, seed=0)
+                          eval_every=eval_every, seed=args.seed)
     start = time.perf_counter()
     history = run_federated(task.backbone, task.clients, task.val, cfg, progress=False).dropna(subset=["accuracy"])
-    print(f"{args.task} {' '.join(args.set)} {args.method} eps={args.epsilon} rounds={args.rounds} steps={args.steps} "
-          f"lr={args.lr} clip={args.clip} {args.schedule}: {time.perf_counter() - start:.0f} s")
+    print(f"{args.task} {' '.join(args.set)} {args.method} eps={args.epsilon} rounds={rounds} steps={steps} "
+          f"lr={args.lr} clip={args.clip} {args.schedule} seed={args.seed}: {time.perf_counter() - start:.0f} s")
     print("validation accuracy by round:", {int(r): round(a, 3) for r, a in zip(history["round"], history["accuracy"])})
 
 
@@ -91,12 +95,13 @@ def main() -> None:
     one.add_argument("--task", default="fmnist-swin")
     one.add_argument("--method", default="fedlora")
     one.add_argument("--epsilon", type=float)
-    one.add_argument("--rounds", type=int, default=40)
-    one.add_argument("--steps", type=int, default=10)
+    one.add_argument("--rounds", type=int, help="default: the cpu profile's")
+    one.add_argument("--steps", type=int, help="local steps per round; default: the cpu profile's")
     one.add_argument("--lr", type=float, default=0.3)
     one.add_argument("--clip", type=float, default=1.0)
     one.add_argument("--schedule", default="cosine", choices=["constant", "cosine"])
-    one.add_argument("--eval-every", type=int, default=3)
+    one.add_argument("--eval-every", type=int, help="default: the cpu profile's")
+    one.add_argument("--seed", type=int, default=0, help="the client split and the run's randomness")
     one.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                      help="replace a field of the cpu profile (repeatable)")
     one.set_defaults(func=run)

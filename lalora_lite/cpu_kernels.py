@@ -4,7 +4,7 @@ torch (ATen), MKL and oneDNN each pick their SIMD kernels for the CPU they find,
 kernel adds in another order than an AVX2 one. A single run of the comparison amplifies that
 last-bit difference: ``lalora run --task fmnist-swin --method dp-lora --epsilon 1 --seed 1 --lr 0.2
 --clip-norm 1`` ends at 51.15 % on an AVX2 machine and at 51.55 % on an AVX-512 one (40 rounds of
-DP-SGD; the curves part after a few rounds), so a comparison made partly on each kind of machine, or
+10 DP-SGD steps, the cpu profile's shape until commit 1e66076; the curves part after a few rounds), so a comparison made partly on each kind of machine, or
 regenerated on another, would not be the same numbers. Every one of the three libraries reads an
 environment variable that caps the kernels it may use, at its first kernel (not at import):
 
