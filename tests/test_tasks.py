@@ -157,8 +157,9 @@ def test_shipped_backbone_is_what_pretraining_rebuilds():
 
 @pytest.mark.parametrize("task", ["fmnist-swin", "wordnet-minilm"])
 def test_transfer_report_trains_head_then_lora_centrally_and_writes_it(task, tmp_path):
-    """``lalora pretrain``'s report: three validation accuracies of the centralised, non-private
-    reference, with as many steps as one federated run (smoke: 2 rounds x 2 steps x 4 clients)."""
+    """``lalora pretrain``'s report: the centralised, non-private reference, with as many steps as one
+    federated run (smoke: 2 rounds x 2 steps x 4 clients), its learning rate searched like the
+    comparison's (lalora_lite.search; smoke's grid is one point)."""
     import json
 
     from lalora_lite.transfer import transfer_report
@@ -166,6 +167,12 @@ def test_transfer_report_trains_head_then_lora_centrally_and_writes_it(task, tmp
     report = transfer_report(task, "smoke", tmp_path)
     profile = get_profile(task, "smoke")
     assert report["steps"] == profile.rounds * profile.local_steps * profile.clients_per_round == 16
-    for key in ("fresh_head_val_accuracy", "head_only_val_accuracy", "lora_and_head_val_accuracy"):
+    for key in ("fresh_head_val_accuracy", "head_only_val_accuracy", "lora_and_head_val_accuracy",
+                "head_only_test_accuracy", "lora_and_head_test_accuracy"):
         assert 0.0 <= report[key] <= 1.0
+    for name in ("head_only", "lora_and_head"):
+        by_lr = report[f"{name}_val_accuracy_by_lr"]
+        assert list(by_lr) == [f"{lr:g}" for lr in profile.lr_grid]  # one point: no edge to widen (search.py)
+        assert report[f"{name}_val_accuracy"] == by_lr[f"{report[f'{name}_lr']:g}"]
+        assert report[f"{name}_on_edge"] == ""
     assert json.loads((tmp_path / task / "smoke" / "transfer.json").read_text()) == report
