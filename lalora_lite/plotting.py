@@ -257,14 +257,13 @@ def write_summary(folder: Path, runs: pd.DataFrame, paired: pd.DataFrame, meta: 
         parts += ["## Paired differences (same seeds, same client splits)", paired_markdown(paired)]
     if chosen is not None:
         parts += ["## Chosen settings", chosen_markdown(chosen), tuning_cost(meta, chosen)]
-    if isinstance(gap, str):
-        parts += ["## What tuning on public data gives up", gap]
-    elif gap is not None:
-        parts += ["## What tuning on public data gives up",
-                  "Final test accuracy of this comparison minus that of the same methods, budgets and seeds tuned "
-                  "on the private validation split (`../" + folder.name.removesuffix(PUBLIC_TUNING) + "`), paired "
-                  "by seed; 0 where both searches chose the same setting (the same final runs).",
-                  tuning_gap_markdown(gap)]
+    if gap is not None:
+        parts.append("## What tuning on public data gives up")
+        parts += [gap] if isinstance(gap, str) else [  # a string says why the gap is not computed
+            "Final test accuracy of this comparison minus that of the same methods, budgets and seeds tuned "
+            "on the private validation split (`../" + folder.name.removesuffix(PUBLIC_TUNING) + "`), paired "
+            "by seed; 0 where both searches chose the same setting (the same final runs).",
+            tuning_gap_markdown(gap)]
     if "wall_s_this_invocation" in meta:
         parts.append(f"Wall time of the command that made these results: {meta['wall_s_this_invocation'] / 60:.1f} min "
                      f"({meta.get('workers', 1)} worker(s), device {meta.get('device', 'cpu')}).")
