@@ -6,7 +6,10 @@ method and budget this prints the grid of scores so far (validation accuracy %, 
 ``search.SCORE_LAST`` evaluations, learning rates as rows and clip norms as columns) and what the
 search's rule (``search.GridSearch.best``: ties within one binomial standard error, then the most
 interior point) chooses on the points scored so far, with the edges that choice still lies on. The
-rule's tie tolerance uses the validation size of the task and profile named in the run files.
+rule's tie tolerance uses the validation size of the task and profile named in the run files. A folder
+that holds runs made at other profile settings (another run digest, the file name's last part) shows
+each digest's grids apart, and names the digest that the current profile computes; runs on other
+seeds' splits (``benchmarks/search_splits.py``) get grids of their own.
 
 Usage:
   python scripts/search_progress.py runs/wordnet-minilm/cpu
@@ -23,20 +26,21 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from lalora_lite.experiments import run_digest  # noqa: E402
 from lalora_lite.search import GridSearch, score  # noqa: E402
 from lalora_lite.tasks import get_profile  # noqa: E402
 
 
 def search_runs(folder: Path) -> pd.DataFrame:
-    """One row per finished search run (``val_*.csv``): task, profile, method, epsilon (inf: no DP), lr, clip,
-    score, run_wall_s."""
+    """One row per finished search run (``val_*.csv``): digest, task, profile, method, epsilon (inf: no DP),
+    seed, lr, clip, score, run_wall_s."""
     rows = []
     for path in sorted(folder.glob("val_*.csv")):
         history = pd.read_csv(path)
         first = history.iloc[0]
         eps = first["epsilon_target"]
-        rows.append({"task": first["task"], "profile": first["profile"], "method": first["method"],
-                     "epsilon": math.inf if pd.isna(eps) else float(eps), "lr": float(first["lr"]),
+        rows.append({"digest": path.stem.rsplit("_", 1)[-1], "task": first["task"], "profile": first["profile"], "method": first["method"],
+                     "epsilon": math.inf if pd.isna(eps) else float(eps), "seed": int(first["seed"]), "lr": float(first["lr"]),
                      "clip": float(first["clip_norm"]), "score": score(history),
                      "run_wall_s": float(first["run_wall_s"])})
     if not rows:
@@ -47,7 +51,15 @@ def search_runs(folder: Path) -> pd.DataFrame:
 def progress(runs: pd.DataFrame) -> str:
     """The grid so far and the current choice, per method and budget."""
     blocks = [f"{len(runs)} finished search runs, median run_wall_s {runs['run_wall_s'].median():.0f}"]
-    for (task, profile, method, eps), group in runs.groupby(["task", "profile", "method", "epsilon"], sort=False):
+    shown = None
+    runs = runs.sort_values("digest", kind="stable")  # one digest's runs together, each in file-name order
+    for (digest, task, profile, method, eps, seed), group in runs.groupby(
+            ["digest", "task", "profile", "method", "epsilon", "seed"], sort=False):
+        if digest != shown:
+            current = run_digest(get_profile(task, profile))
+            blocks.append(f"== run digest {digest} ({len(runs[runs['digest'] == digest])} runs): "
+                          + ("the current profile's" if digest == current else f"other settings (now {current})"))
+            shown = digest
         grid = GridSearch(method, None if math.isinf(eps) else eps, tuple(sorted(group["lr"].unique())),
                           tuple(sorted(group["clip"].unique())), val_size=get_profile(task, profile).val_size)
         grid.scores = {(r.lr, r.clip): r.score for r in group.itertuples()}
@@ -57,7 +69,7 @@ def progress(runs: pd.DataFrame) -> str:
                  f"choice lr {lr:g} / clip {clip:g} (score {100 * grid.scores[(lr, clip)]:.1f}), "
                  f"edges: {' '.join(grid.edges()) or 'none'}")
         table = group.pivot(index="lr", columns="clip", values="score").map(lambda v: f"{100 * v:.1f}")
-        blocks.append(f"{method} eps={eps:g} ({len(group)} runs): {state}\n{table.to_string()}")
+        blocks.append(f"{method} eps={eps:g} seed {seed} ({len(group)} runs): {state}\n{table.to_string()}")
     return "\n\n".join(blocks)
 
 
