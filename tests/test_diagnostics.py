@@ -72,6 +72,17 @@ def test_top_eigenvalue_and_trace_of_a_known_quadratic():
     value, converged, _ = dg.top_hessian_eigenvalue(negative, [y], iters=500, tol=1e-7,
                                                     generator=torch.Generator().manual_seed(0))
     assert converged and value == pytest.approx(2.0, rel=1e-3)
+    # a strongly negative dominant eigenvalue over a large flat bulk: power iteration on H + 100 I creeps (100.5
+    # against 100) and two successive quotients agree near 0 (what the earlier shifted pass returned, "converged");
+    # Lanczos finds the top eigenvalue 0.5
+    u, saddle = quadratic([-100.0, 0.5] + [0.0] * 2_000)
+    value, converged, history = dg.top_hessian_eigenvalue(saddle, [u], iters=40, tol=1e-3,
+                                                          generator=torch.Generator().manual_seed(0))
+    assert converged and value == pytest.approx(0.5, rel=1e-3) and len(history) > 10
+    for dims in ([-3.0], [-3.0, 1.5]):  # spaces too small for ARPACK are solved densely
+        t, tiny = quadratic(dims)
+        assert dg.top_hessian_eigenvalue(tiny, [t], iters=50, tol=1e-6, generator=torch.Generator().manual_seed(0)
+                                         )[0] == pytest.approx(max(dims), rel=1e-5)
     z, close_eigenvalues = quadratic([1.0, 0.999])
     _, converged, _ = dg.top_hessian_eigenvalue(close_eigenvalues, [z], iters=2, tol=1e-12)
     assert not converged  # too few iterations is reported, not hidden
