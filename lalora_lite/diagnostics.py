@@ -214,7 +214,7 @@ def top_hessian_eigenvalue(loss: LossOnBatches, params: Sequence[torch.Tensor], 
 
     Power iteration finds the eigenvalue of largest magnitude ``l1``. If ``l1 < 0`` (a saddle or a
     maximum), the most positive eigenvalue is found by Lanczos (``scipy.sparse.linalg.eigsh``, largest
-    algebraic), at most ``iters`` restarts of up to 20 products each. Power iteration on ``H - l1 I``
+    algebraic) within about ``iters`` more products. Power iteration on ``H - l1 I``
     would also have it as its dominant eigenvalue, but where ``|l1|`` dwarfs it (``l1 = -124``, top
     ``10.4`` on notebook 03's DP-LoRA model at epsilon = 1, seed 0) that pass creeps, and two successive
     quotients agree near 0 long before they reach the top. Returns ``(eigenvalue, converged, Rayleigh
@@ -232,10 +232,11 @@ def top_hessian_eigenvalue(loss: LossOnBatches, params: Sequence[torch.Tensor], 
 
 
 def _most_positive_by_lanczos(hvp: Callable[[list[torch.Tensor]], list[torch.Tensor]], shapes: list[torch.Size],
-                              restarts: int, tol: float, generator: torch.Generator | None
+                              products: int, tol: float, generator: torch.Generator | None
                               ) -> tuple[float, bool, list[float]]:
     """Most positive eigenvalue of the symmetric map ``hvp`` by implicitly restarted Lanczos (ARPACK via
-    scipy), in float64 around float32 products; ``(eigenvalue, converged, Rayleigh quotient per product)``.
+    scipy) in float64 around float32 products, with Lanczos bases of up to 20 vectors restarted within a
+    budget of about ``products`` products; ``(eigenvalue, converged, Rayleigh quotient per product)``.
     A space of one or two dimensions is solved densely (ARPACK needs more)."""
     sizes = [math.prod(s) for s in shapes]
     n = sum(sizes)
@@ -252,8 +253,9 @@ def _most_positive_by_lanczos(hvp: Callable[[list[torch.Tensor]], list[torch.Ten
         return float(np.linalg.eigvalsh(np.stack([apply(e) for e in np.eye(n)]))[-1]), True, quotients
     start = torch.randn(n, generator=generator, dtype=torch.float64).numpy()
     operator = LinearOperator((n, n), matvec=apply, dtype=np.float64)
+    basis = min(n, 20)
     try:
-        values = eigsh(operator, k=1, which="LA", tol=tol, v0=start, ncv=min(n, 20), maxiter=restarts,
+        values = eigsh(operator, k=1, which="LA", tol=tol, v0=start, ncv=basis, maxiter=max(1, products // basis),
                        return_eigenvectors=False)
         return float(values[-1]), True, quotients
     except ArpackNoConvergence as stopped:

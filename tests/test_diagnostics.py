@@ -79,6 +79,14 @@ def test_top_eigenvalue_and_trace_of_a_known_quadratic():
     value, converged, history = dg.top_hessian_eigenvalue(saddle, [u], iters=40, tol=1e-3,
                                                           generator=torch.Generator().manual_seed(0))
     assert converged and value == pytest.approx(0.5, rel=1e-3) and len(history) > 10
+    # a top eigenvalue 0.001 above a bulk spread over [0, 1]: too close to find within a budget of about 40
+    # products, which is reported as not converged, and found with 400
+    c, crowded = quadratic([-100.0, 1.001] + torch.linspace(0, 1, 5_000).tolist())
+    for budget, expect in ((40, False), (400, True)):
+        value, converged, history = dg.top_hessian_eigenvalue(crowded, [c], iters=budget, tol=1e-6,
+                                                              generator=torch.Generator().manual_seed(0))
+        assert converged is expect and len(history) <= 2 * budget
+    assert value == pytest.approx(1.001, rel=1e-5)
     for dims in ([-3.0], [-3.0, 1.5]):  # spaces too small for ARPACK are solved densely
         t, tiny = quadratic(dims)
         assert dg.top_hessian_eigenvalue(tiny, [t], iters=50, tol=1e-6, generator=torch.Generator().manual_seed(0)
