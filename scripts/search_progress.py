@@ -39,10 +39,10 @@ def search_runs(folder: Path) -> pd.DataFrame:
         history = pd.read_csv(path)
         first = history.iloc[0]
         eps = first["epsilon_target"]
-        rows.append({"digest": path.stem.rsplit("_", 1)[-1], "task": first["task"], "profile": first["profile"], "method": first["method"],
-                     "epsilon": math.inf if pd.isna(eps) else float(eps), "seed": int(first["seed"]), "lr": float(first["lr"]),
-                     "clip": float(first["clip_norm"]), "score": score(history),
-                     "run_wall_s": float(first["run_wall_s"])})
+        rows.append({"digest": path.stem.rsplit("_", 1)[-1], "task": first["task"], "profile": first["profile"],
+                     "method": first["method"], "epsilon": math.inf if pd.isna(eps) else float(eps),
+                     "seed": int(first["seed"]), "lr": float(first["lr"]), "clip": float(first["clip_norm"]),
+                     "score": score(history), "run_wall_s": float(first["run_wall_s"])})
     if not rows:
         raise SystemExit(f"no finished search runs (val_*.csv) in {folder}")
     return pd.DataFrame(rows)
@@ -51,25 +51,23 @@ def search_runs(folder: Path) -> pd.DataFrame:
 def progress(runs: pd.DataFrame) -> str:
     """The grid so far and the current choice, per method and budget."""
     blocks = [f"{len(runs)} finished search runs, median run_wall_s {runs['run_wall_s'].median():.0f}"]
-    shown = None
-    runs = runs.sort_values("digest", kind="stable")  # one digest's runs together, each in file-name order
-    for (digest, task, profile, method, eps, seed), group in runs.groupby(
-            ["digest", "task", "profile", "method", "epsilon", "seed"], sort=False):
-        if digest != shown:
-            current = run_digest(get_profile(task, profile))
-            blocks.append(f"== run digest {digest} ({len(runs[runs['digest'] == digest])} runs): "
-                          + ("the current profile's" if digest == current else f"other settings (now {current})"))
-            shown = digest
-        grid = GridSearch(method, None if math.isinf(eps) else eps, tuple(sorted(group["lr"].unique())),
-                          tuple(sorted(group["clip"].unique())), val_size=get_profile(task, profile).val_size)
-        grid.scores = {(r.lr, r.clip): r.score for r in group.itertuples()}
-        missing = grid.pending()  # points of the spanned grid not scored yet (a step still running)
-        lr, clip = grid.best() if not missing else (math.nan, math.nan)
-        state = (f"{len(missing)} of {len(grid.points())} points still running" if missing else
-                 f"choice lr {lr:g} / clip {clip:g} (score {100 * grid.scores[(lr, clip)]:.1f}), "
-                 f"edges: {' '.join(grid.edges()) or 'none'}")
-        table = group.pivot(index="lr", columns="clip", values="score").map(lambda v: f"{100 * v:.1f}")
-        blocks.append(f"{method} eps={eps:g} seed {seed} ({len(group)} runs): {state}\n{table.to_string()}")
+    for digest, made_alike in runs.groupby("digest", sort=False):  # one profile digest's runs together
+        first = made_alike.iloc[0]
+        current = run_digest(get_profile(first["task"], first["profile"]))
+        blocks.append(f"== run digest {digest} ({len(made_alike)} runs): "
+                      + ("the current profile's" if digest == current else f"other settings (now {current})"))
+        for (task, profile, method, eps, seed), group in made_alike.groupby(
+                ["task", "profile", "method", "epsilon", "seed"], sort=False):
+            grid = GridSearch(method, None if math.isinf(eps) else eps, tuple(sorted(group["lr"].unique())),
+                              tuple(sorted(group["clip"].unique())), val_size=get_profile(task, profile).val_size)
+            grid.scores = {(r.lr, r.clip): r.score for r in group.itertuples()}
+            missing = grid.pending()  # points of the spanned grid not scored yet (a step still running)
+            lr, clip = grid.best() if not missing else (math.nan, math.nan)
+            state = (f"{len(missing)} of {len(grid.points())} points still running" if missing else
+                     f"choice lr {lr:g} / clip {clip:g} (score {100 * grid.scores[(lr, clip)]:.1f}), "
+                     f"edges: {' '.join(grid.edges()) or 'none'}")
+            table = group.pivot(index="lr", columns="clip", values="score").map(lambda v: f"{100 * v:.1f}")
+            blocks.append(f"{method} eps={eps:g} seed {seed} ({len(group)} runs): {state}\n{table.to_string()}")
     return "\n\n".join(blocks)
 
 
