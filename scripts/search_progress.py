@@ -5,7 +5,8 @@ search that takes several sessions can be read earlier from the run files themse
 method and budget this prints the grid of scores so far (validation accuracy %, the mean of the last
 ``search.SCORE_LAST`` evaluations, learning rates as rows and clip norms as columns) and what the
 search's rule (``search.GridSearch.best``: ties within one binomial standard error, then the most
-interior point) chooses on the points scored so far, with the edges that choice still lies on. The
+interior point) chooses on the points scored so far, with the edges that choice still lies on; a grid
+whose points are not all scored yet (the profile's starting grid included) shows how many are running. The
 rule's tie tolerance uses the validation size of the task and profile named in the run files. A folder
 that holds runs made at other profile settings (another run digest, the file name's last part) shows
 each digest's grids apart, and names the digest that the current profile computes; runs on other
@@ -26,7 +27,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lalora_lite.experiments import run_digest  # noqa: E402
+from lalora_lite.experiments import run_digest, search_clips  # noqa: E402
 from lalora_lite.search import GridSearch, score  # noqa: E402
 from lalora_lite.tasks import get_profile  # noqa: E402
 
@@ -56,10 +57,14 @@ def progress(runs: pd.DataFrame) -> str:
         current = run_digest(get_profile(first["task"], first["profile"]))
         blocks.append(f"== run digest {digest} ({len(made_alike)} runs): "
                       + ("the current profile's" if digest == current else f"other settings (now {current})"))
-        for (task, profile, method, eps, seed), group in made_alike.groupby(
+        for (task, profile_name, method, eps, seed), group in made_alike.groupby(
                 ["task", "profile", "method", "epsilon", "seed"], sort=False):
-            grid = GridSearch(method, None if math.isinf(eps) else eps, tuple(sorted(group["lr"].unique())),
-                              tuple(sorted(group["clip"].unique())), val_size=get_profile(task, profile).val_size)
+            profile = get_profile(task, profile_name)
+            lrs, clips = set(group["lr"]), set(group["clip"])
+            if digest == current and seed == profile.seeds[0]:  # the search's own: it starts from the profile's grid
+                lrs, clips = lrs | set(profile.lr_grid), clips | set(search_clips(profile, method))
+            grid = GridSearch(method, None if math.isinf(eps) else eps, tuple(sorted(lrs)), tuple(sorted(clips)),
+                              val_size=profile.val_size)
             grid.scores = {(r.lr, r.clip): r.score for r in group.itertuples()}
             missing = grid.pending()  # points of the spanned grid not scored yet (a step still running)
             lr, clip = grid.best() if not missing else (math.nan, math.nan)

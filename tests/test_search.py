@@ -113,10 +113,13 @@ def test_ties_within_one_standard_error_go_to_the_most_interior_point():
 
 
 def test_search_progress_reads_finished_runs_and_applies_the_rule(tmp_path):
-    """scripts/search_progress.py: the grid from val_*.csv files, the rule's choice, a step still running, and
-    runs of another digest or another seed's split kept apart from the search's own."""
+    """scripts/search_progress.py: the grid from val_*.csv files, the rule's choice, a step still running (the
+    profile's starting grid counted as part of it), and runs of another digest or another seed's split kept apart
+    from the search's own."""
     module = load_script("scripts", "search_progress")
-    current = run_digest(get_profile("wordnet-minilm", "cpu"))
+    profile = get_profile("wordnet-minilm", "cpu")
+    current, (lr_low, lr_mid, lr_high) = run_digest(profile), profile.lr_grid
+    assert profile.clip_grid == (0.5, 1.0, 2.0) and profile.seeds[0] == 0
 
     def write(method, eps, lr, clip, last_two, seed=0, digest=current):
         rows = [{"task": "wordnet-minilm", "profile": "cpu", "round": r, "method": method, "epsilon_target": eps,
@@ -125,24 +128,24 @@ def test_search_progress_reads_finished_runs_and_applies_the_rule(tmp_path):
         name = f"val_{method}_{eps}_seed{seed}_lr{lr}_clip{clip}_r30_{digest}.csv"
         pd.DataFrame(rows).to_csv(tmp_path / name, index=False)
 
-    for lr in (0.1, 0.2, 0.4):  # peak at (0.2, 1): interior
-        for clip in (0.5, 1.0, 2.0):
-            write("lalora", 2.0, lr, clip, (0.5, 0.7) if (lr, clip) == (0.2, 1.0) else (0.3, 0.3))
-    write("dp-lora", 2.0, 0.1, 1.0, (0.4, 0.4))
-    write("dp-lora", 2.0, 0.2, 2.0, (0.4, 0.4))  # (0.1, 2) and (0.2, 1) not finished yet
-    write("fedlora", float("nan"), 0.4, 0.5, (0.8, 0.9))
-    write("fedlora", float("nan"), 0.4, 0.5, (0.6, 0.6), seed=1)  # benchmarks/search_splits.py on seed 1's split
-    write("fedlora", float("nan"), 0.4, 0.5, (0.2, 0.2), digest="0123abcd")  # made at other profile settings
+    for lr in profile.lr_grid:  # peak at (lr_mid, 1): interior
+        for clip in profile.clip_grid:
+            write("lalora", 2.0, lr, clip, (0.5, 0.7) if (lr, clip) == (lr_mid, 1.0) else (0.3, 0.3))
+    write("dp-lora", 2.0, lr_low, 1.0, (0.4, 0.4))
+    write("dp-lora", 2.0, lr_mid, 2.0, (0.4, 0.4))  # 7 points of the profile's 3 x 3 grid not finished yet
+    write("fedlora", float("nan"), lr_high, 0.5, (0.8, 0.9))  # lr_low and lr_mid not finished yet
+    write("fedlora", float("nan"), lr_high, 0.5, (0.6, 0.6), seed=1)  # benchmarks/search_splits.py on seed 1's split
+    write("fedlora", float("nan"), lr_high, 0.5, (0.2, 0.2), digest="0123abcd")  # made at other profile settings
     runs = module.search_runs(tmp_path)
     assert len(runs) == 14 and runs.loc[runs.method == "fedlora", "epsilon"].eq(math.inf).all()
     text = module.progress(runs)  # the cpu profile's 1,000 validation glosses
     parts = {part.split("\n", 1)[0]: part for part in text.split("== run digest ")[1:]}
     mine = parts[f"{current} (13 runs): the current profile's"]
     other = parts[f"0123abcd (1 runs): other settings (now {current})"].split("\n", 1)[1]
-    assert "lalora eps=2 seed 0 (9 runs): choice lr 0.2 / clip 1 (score 60.0), edges: none" in mine
-    assert "dp-lora eps=2 seed 0 (2 runs): 2 of 4 points still running" in mine
-    assert "fedlora eps=inf seed 0 (1 runs): choice lr 0.4 / clip 0.5 (score 85.0), edges: none" in mine
-    assert "fedlora eps=inf seed 1 (1 runs): choice lr 0.4 / clip 0.5 (score 60.0), edges: none" in mine
-    assert other.strip().startswith("fedlora eps=inf seed 0 (1 runs): choice lr 0.4 / clip 0.5 (score 20.0)")
+    assert f"lalora eps=2 seed 0 (9 runs): choice lr {lr_mid:g} / clip 1 (score 60.0), edges: none" in mine
+    assert "dp-lora eps=2 seed 0 (2 runs): 7 of 9 points still running" in mine
+    assert "fedlora eps=inf seed 0 (1 runs): 2 of 3 points still running" in mine
+    assert f"fedlora eps=inf seed 1 (1 runs): choice lr {lr_high:g} / clip 0.5 (score 60.0), edges: none" in mine
+    assert other.strip().startswith(f"fedlora eps=inf seed 0 (1 runs): choice lr {lr_high:g} / clip 0.5 (score 20.0)")
     with pytest.raises(SystemExit, match="no finished search runs"):
         module.search_runs(tmp_path / "empty")
