@@ -147,12 +147,17 @@ def pretrain_fmnist_swin(steps: int) -> Backbone:
 
 def pretrained_fmnist_swin(steps: int) -> Backbone:
     """The pretrained stand-in backbone: the shipped weights if there are some for ``steps``, else
-    built once and cached in :func:`cache_dir`."""
+    built once and cached in :func:`cache_dir`.
+
+    The cached file appears only when complete (written under a name of this process, then renamed):
+    parallel test workers or run workers that build it at once never read a half-written file."""
     name = f"fmnist-swin-public-{steps}steps.pt"
     path = next((p for p in (SHIPPED_WEIGHTS / name, cache_dir() / name) if p.exists()), None)
     if path is None:
         backbone = pretrain_fmnist_swin(steps)
-        torch.save(backbone.model.state_dict(), cache_dir() / name)
+        partial = cache_dir() / f"{name}.{os.getpid()}.partial"
+        torch.save(backbone.model.state_dict(), partial)
+        partial.replace(cache_dir() / name)  # atomic: a reader sees one whole file or none
         return backbone
     backbone = _fmnist_backbone(seed=0)
     backbone.model.load_state_dict(torch.load(path, weights_only=True))

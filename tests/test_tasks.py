@@ -1,6 +1,7 @@
 """Task builders: the offline stand-ins at the smoke profile, the paper tasks on local stand-ins."""
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -176,3 +177,28 @@ def test_transfer_report_trains_head_then_lora_centrally_and_writes_it(task, tmp
         assert report[f"{name}_val_accuracy"] == by_lr[f"{report[f'{name}_lr']:g}"]
         assert report[f"{name}_on_edge"] == ""
     assert json.loads((tmp_path / task / "smoke" / "transfer.json").read_text()) == report
+
+
+def test_cached_backbone_appears_only_when_written_in_full(tmp_path, monkeypatch):
+    """A backbone pretrained for a step count that is not shipped is cached; the cache file must never
+    be visible half-written (two xdist workers building the smoke backbone at once once made one of them
+    read a truncated file: 'PytorchStreamReader failed reading file'). It is written under another name
+    and renamed."""
+    from lalora_lite import tasks
+
+    monkeypatch.setenv("LALORA_CACHE", str(tmp_path))
+    monkeypatch.setattr(tasks, "pretrain_fmnist_swin", lambda steps: tasks._fmnist_backbone(seed=0))  # no training
+    final = tmp_path / "fmnist-swin-public-7steps.pt"
+    written, save = [], torch.save
+
+    def watched_save(obj, target):
+        written.append((Path(target).name, final.exists()))
+        save(obj, target)
+
+    monkeypatch.setattr(tasks.torch, "save", watched_save)
+    built = tasks.pretrained_fmnist_swin(7)
+    assert len(written) == 1 and written[0][0] != final.name and not written[0][1]  # not under the final name
+    assert sorted(p.name for p in tmp_path.iterdir()) == [final.name]  # renamed, nothing left over
+    monkeypatch.setattr(tasks.torch, "save", save)
+    loaded = tasks.pretrained_fmnist_swin(7)  # read back from the cache
+    assert all(torch.equal(v, loaded.model.state_dict()[k]) for k, v in built.model.state_dict().items())
