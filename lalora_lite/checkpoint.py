@@ -7,6 +7,7 @@ code when it is read; a checkpoint is resumed only by a run with the same config
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,6 +16,15 @@ import torch
 
 if TYPE_CHECKING:
     from .federated import FederatedConfig
+
+
+def save_atomically(obj: object, path: Path) -> None:
+    """``torch.save(obj, path)`` such that ``path`` is only ever absent or whole: written under a name
+    of this process, then renamed (atomic), so neither an interruption nor a reader in another process
+    (parallel workers building the same cache file) ever sees a half-written file."""
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    torch.save(obj, partial)
+    partial.replace(path)
 
 
 @dataclass
@@ -28,9 +38,7 @@ class Checkpoint:
     history: list[dict]
 
     def save(self, path: Path) -> None:
-        tmp = path.with_suffix(".tmp")
-        torch.save(dataclasses.asdict(self), tmp)
-        tmp.replace(path)  # atomic: an interruption never leaves a half-written checkpoint
+        save_atomically(dataclasses.asdict(self), path)  # an interruption never leaves half a checkpoint
 
     @classmethod
     def load(cls, path: Path) -> Checkpoint:

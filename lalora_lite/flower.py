@@ -47,6 +47,7 @@ from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg
 
 from .accounting import PrivacyLedger
+from .checkpoint import save_atomically
 from .data import dataset_size
 from .federated import (
     ClientResult,
@@ -97,10 +98,9 @@ class _ClientState:
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         reply = self.last_reply
-        torch.save({"ledger": self.ledger.state_dict() if self.ledger else None, "last_round": self.last_round,
-                    "upload": reply.upload if reply else {}, "loss": reply.loss if reply else math.nan,
-                    "steps": reply.steps if reply else 0}, path.with_suffix(".tmp"))
-        path.with_suffix(".tmp").replace(path)  # atomic
+        save_atomically({"ledger": self.ledger.state_dict() if self.ledger else None, "last_round": self.last_round,
+                         "upload": reply.upload if reply else {}, "loss": reply.loss if reply else math.nan,
+                         "steps": reply.steps if reply else 0}, path)
 
     @classmethod
     def load(cls, path: Path) -> _ClientState:

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .checkpoint import save_atomically
 from .data import Dataset, dirichlet_partition, subset
 from .loaders import (
     FASHION_MNIST_CLASSES,
@@ -149,15 +150,14 @@ def pretrained_fmnist_swin(steps: int) -> Backbone:
     """The pretrained stand-in backbone: the shipped weights if there are some for ``steps``, else
     built once and cached in :func:`cache_dir`.
 
-    The cached file appears only when complete (written under a name of this process, then renamed):
+    The cached file appears only when complete (:func:`~lalora_lite.checkpoint.save_atomically`):
     parallel test workers or run workers that build it at once never read a half-written file."""
     name = f"fmnist-swin-public-{steps}steps.pt"
-    path = next((p for p in (SHIPPED_WEIGHTS / name, cache_dir() / name) if p.exists()), None)
+    cached = cache_dir() / name
+    path = next((p for p in (SHIPPED_WEIGHTS / name, cached) if p.exists()), None)
     if path is None:
         backbone = pretrain_fmnist_swin(steps)
-        partial = cache_dir() / f"{name}.{os.getpid()}.partial"
-        torch.save(backbone.model.state_dict(), partial)
-        partial.replace(cache_dir() / name)  # atomic: a reader sees one whole file or none
+        save_atomically(backbone.model.state_dict(), cached)
         return backbone
     backbone = _fmnist_backbone(seed=0)
     backbone.model.load_state_dict(torch.load(path, weights_only=True))
