@@ -33,15 +33,8 @@ from pathlib import Path
 import torch
 
 from lalora_lite import accounting
-from lalora_lite.experiments import (
-    RUN_THREADS,
-    Runner,
-    RunSpec,
-    _built_task,
-    federated_config,
-    planned_runs,
-    torch_threads,
-)
+from lalora_lite.study.runs import RUN_THREADS, Runner, RunSpec, cached_task, federated_config, torch_threads
+from lalora_lite.study.comparison import planned_runs
 from lalora_lite.federated import evaluation_count, make_ledgers, run_federated
 from lalora_lite.methods import get_method
 from lalora_lite.tasks import get_profile
@@ -50,10 +43,10 @@ from lalora_lite.tasks import get_profile
 def measure(task: str, profile_name: str, rounds: int) -> dict:
     profile = get_profile(task, profile_name)
     start = time.perf_counter()
-    built = _built_task(task, profile_name, profile.seeds[0])
+    built = cached_task(task, profile_name, profile.seeds[0])
     build_cold = time.perf_counter() - start
     start = time.perf_counter()
-    _built_task(task, profile_name, profile.seeds[0])
+    cached_task(task, profile_name, profile.seeds[0])
     build_cached = time.perf_counter() - start
     sizes = [len(c["labels"]) for c in built.clients]
     out = {"build_cold_s": build_cold, "build_cached_s": build_cached, "clients": sizes, "methods": {}}

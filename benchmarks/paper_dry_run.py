@@ -40,10 +40,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lalora_lite.experiments import RunSpec, federated_config, planned_runs, resolve_device  # noqa: E402
+from lalora_lite.study.runs import RunSpec, federated_config, resolve_device  # noqa: E402
+from lalora_lite.study.comparison import planned_runs  # noqa: E402
 from lalora_lite.federated import evaluation_count, run_federated  # noqa: E402
 from lalora_lite.methods import get_method  # noqa: E402
-from lalora_lite.tasks import PAPER_TEXT, PAPER_VISION, TASKS, get_profile  # noqa: E402
+from lalora_lite.tasks.profiles import PAPER_TEXT, PAPER_VISION
+from lalora_lite.tasks import TASKS, get_profile  # noqa: E402
 from lalora_lite.training import evaluate  # noqa: E402
 
 TASK_NAMES = ("cifar100-swin-b", "sst2-roberta")

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from lalora_lite.experiments import Runner, default_workers, search_clips, search_spec
+from lalora_lite.study.runs import Runner, default_workers
+from lalora_lite.study.comparison import search_clips, search_spec
 from lalora_lite.methods import get_method
-from lalora_lite.search import score
+from lalora_lite.study.search import score
 from lalora_lite.tasks import get_profile
 
 

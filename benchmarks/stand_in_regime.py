@@ -30,7 +30,7 @@ import torch
 
 from lalora_lite.data import dirichlet_partition
 from lalora_lite.federated import FederatedConfig, run_federated
-from lalora_lite.profiles import Profile
+from lalora_lite.tasks.profiles import Profile
 from lalora_lite.sampling import sample_clients
 from lalora_lite.tasks import get_profile, get_task
 from lalora_lite.training import LocalConfig

@@ -27,7 +27,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from lalora_lite.data import Dataset
-from lalora_lite.experiments import RUN_THREADS, _built_task, torch_threads
+from lalora_lite.study.runs import RUN_THREADS, cached_task, torch_threads
 from lalora_lite.tasks import get_profile
 from lalora_lite.training import DPNoise, step_gradient, summed_loss
 
@@ -50,7 +50,7 @@ def flops_per_example(model: torch.nn.Module, params: dict[str, torch.nn.Paramet
 
 
 def measure(task: str, profile_name: str, batches: list[int], repeats: int) -> dict:
-    built = _built_task(task, profile_name, get_profile(task, profile_name).seeds[0])  # cached per process
+    built = cached_task(task, profile_name, get_profile(task, profile_name).seeds[0])  # cached per process
     model = built.backbone.model.train()
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     pool = {k: torch.cat([c[k] for c in built.clients]) for k in built.clients[0]}  # every client's examples

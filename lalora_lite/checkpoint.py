@@ -1,7 +1,8 @@
 """A run's checkpoint: the server's state after a round, saved atomically and read back safely.
 
 Tensors and plain types only (``torch.load(weights_only=True)``), so a checkpoint file can never run
-code when it is read; a checkpoint is resumed only by a run with the same configuration.
+code when it is read. Pure input and output: whether a checkpoint may resume a run is
+:func:`lalora_lite.federated.resume`'s question (same configuration).
 """
 
 from __future__ import annotations
@@ -10,13 +11,8 @@ import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
-
-if TYPE_CHECKING:
-    from .federated import FederatedConfig
-
 
 def save_atomically(obj: object, path: Path) -> None:
     """``torch.save(obj, path)`` such that ``path`` is only ever absent or whole: written under a name
@@ -55,22 +51,3 @@ class Checkpoint:
             raise ValueError(f"{path} is not a lalora_lite checkpoint: expected the fields {sorted(fields)}, "
                              f"found {found}")
         return cls(**state)
-
-    @classmethod
-    def resume(cls, path: Path | None, cfg: FederatedConfig) -> Checkpoint | None:
-        """The checkpoint at ``path`` if there is one (it must have been made with ``cfg``), else ``None``.
-
-        A setting added to the config after the checkpoint was written counts at its default (a run
-        interrupted before an upgrade that added, e.g., ``LocalConfig.precision`` resumes)."""
-        if path is None or not path.exists():
-            return None
-        ckpt = cls.load(path)
-        try:
-            stored = type(cfg).from_dict(ckpt.config).to_dict()
-        except TypeError as err:
-            raise ValueError(f"checkpoint {path} holds a config this version does not know ({err})") from None
-        wanted = cfg.to_dict()
-        if stored != wanted:
-            changed = sorted(k for k in wanted if stored.get(k) != wanted[k])
-            raise ValueError(f"checkpoint {path} was made with a different config (differs in: {changed})")
-        return ckpt

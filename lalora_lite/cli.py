@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .accounting import calibrate_noise_multiplier, epsilon_for
 from .methods import METHODS
-from .profiles import PROFILES, current_profile
+from .tasks.profiles import PROFILES, current_profile
 
 
 def cmd_accountant(args: argparse.Namespace) -> None:
@@ -33,7 +33,7 @@ def cmd_accountant(args: argparse.Namespace) -> None:
 
 
 def cmd_estimate(args: argparse.Namespace) -> None:
-    from .estimate import DEVICES, estimate
+    from .study.estimate import DEVICES, estimate
 
     profile_name = current_profile(args.profile)
     print("| task | profile | device | GFLOP/example (fwd) | s per round | min per run | runs | h per method and budget "
@@ -46,7 +46,7 @@ def cmd_estimate(args: argparse.Namespace) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from .experiments import RunSpec, execute
+    from .study.runs import RunSpec, execute
     from .tasks import get_profile
 
     profile_name = current_profile(args.profile)
@@ -62,14 +62,15 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
-    from .experiments import compare
-    from .plotting import redraw, summary_markdown
-    from .stats import run_table, summary
+    from .study.comparison import compare
+    from .study.plotting import redraw
+    from .study.tables import summary_markdown
+    from .study.stats import run_table, summary
     from .tasks import get_task
 
     profile_name = current_profile(args.profile)
     if get_task(args.task).source:  # a paper task: say what it will cost before it starts
-        from .estimate import device_kinds, estimate_line
+        from .study.estimate import device_kinds, estimate_line
 
         for kind in device_kinds(args.device):
             print(f"{args.task} [{profile_name}] {estimate_line(args.task, profile_name, kind)}", flush=True)
@@ -83,7 +84,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
 
 def cmd_figures(args: argparse.Namespace) -> None:
-    from .plotting import redraw
+    from .study.plotting import redraw
 
     written = redraw(Path(args.results), Path(args.figures))
     if not written:
@@ -93,7 +94,7 @@ def cmd_figures(args: argparse.Namespace) -> None:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> None:
-    from .transfer import transfer_report
+    from .study.transfer import transfer_report
 
     report = transfer_report(args.task, current_profile(args.profile), Path(args.results))
     for key, value in report.items():
@@ -101,7 +102,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
 
 
 def cmd_audit(args: argparse.Namespace) -> None:
-    from .audit_run import run_audit
+    from .diagnostics.audit_run import run_audit
 
     profile = current_profile(args.profile)
     tables = run_audit(profile, Path(args.results), Path(args.figures), args.seed)

@@ -1,11 +1,10 @@
 """The same floating-point results on every x86 CPU: torch, MKL and oneDNN pinned to AVX2 kernels.
 
 torch (ATen), MKL and oneDNN each pick their SIMD kernels for the CPU they find, and an AVX-512
-kernel adds in another order than an AVX2 one. A single run of the comparison amplifies that
-last-bit difference: ``lalora run --task fmnist-swin --method dp-lora --epsilon 1 --seed 1 --lr 0.2
---clip-norm 1`` ends at 51.15 % on an AVX2 machine and at 51.55 % on an AVX-512 one (40 rounds of
-10 DP-SGD steps, the cpu profile's shape until commit 1e66076; the curves part after a few rounds), so a comparison made partly on each kind of machine, or
-regenerated on another, would not be the same numbers. Every one of the three libraries reads an
+kernel adds in another order than an AVX2 one. A federated DP run amplifies that last-bit difference
+over its rounds (the curves part after a few rounds; ``docs/CHANGELOG.md`` has the measured case), so a
+comparison made partly on each kind of machine, or regenerated on another, would not be the same
+numbers. Every one of the three libraries reads an
 environment variable that caps the kernels it may use, at its first kernel (not at import):
 
 * ``ATEN_CPU_CAPABILITY=avx2``: torch's own kernels (GELU, softmax, layer norm, reductions);

@@ -127,12 +127,17 @@ def steps_per_client(cfg: FederatedConfig, num_clients: int) -> int:
     return budgeted_rounds(cfg, num_clients) * cfg.local.local_steps
 
 
+def scheduled_lr(lr: float, round_index: int, rounds: int, schedule: str) -> float:
+    """The learning rate of round ``t = round_index`` (0-based) of ``R = rounds``: ``lr`` (``constant``), or
+    ``lr * (1 + cos(pi t / R)) / 2`` (``cosine``: from ``lr`` in the first round down towards 0 in the last)."""
+    if schedule == "constant":
+        return lr
+    return lr * 0.5 * (1.0 + math.cos(math.pi * round_index / rounds))
+
+
 def round_lr(cfg: FederatedConfig, round_index: int) -> float:
-    """The clients' learning rate in round ``round_index`` (0-based): ``lr``, or with ``cosine``
-    ``lr * (1 + cos(pi t / R)) / 2`` (from ``lr`` in the first round down towards 0 in the last)."""
-    if cfg.lr_schedule == "constant":
-        return cfg.local.lr
-    return cfg.local.lr * 0.5 * (1.0 + math.cos(math.pi * round_index / cfg.rounds))
+    """The clients' learning rate in round ``round_index`` (0-based) of ``cfg``: :func:`scheduled_lr`."""
+    return scheduled_lr(cfg.local.lr, round_index, cfg.rounds, cfg.lr_schedule)
 
 
 def evaluated(cfg: FederatedConfig, round_index: int) -> bool:
@@ -274,6 +279,25 @@ def round_row(
     }
 
 
+def resume(path: Path | None, cfg: FederatedConfig) -> Checkpoint | None:
+    """The checkpoint at ``path`` if there is one (it must have been made with ``cfg``), else ``None``.
+
+    A setting added to the config after the checkpoint was written counts at its default (a run
+    interrupted before an upgrade that added, e.g., ``LocalConfig.precision`` resumes)."""
+    if path is None or not path.exists():
+        return None
+    ckpt = Checkpoint.load(path)
+    try:
+        stored = type(cfg).from_dict(ckpt.config).to_dict()
+    except TypeError as err:
+        raise ValueError(f"checkpoint {path} holds a config this version does not know ({err})") from None
+    wanted = cfg.to_dict()
+    if stored != wanted:
+        changed = sorted(k for k in wanted if stored.get(k) != wanted[k])
+        raise ValueError(f"checkpoint {path} was made with a different config (differs in: {changed})")
+    return ckpt
+
+
 @dataclass
 class ServerState:
     """What the server holds between rounds: the next round's index, the global LoRA state, every
@@ -292,7 +316,7 @@ class ServerState:
         """Fresh ledgers and ``global_state`` at round 0, or the state saved in ``checkpoint``."""
         ledgers = make_ledgers(cfg, client_sizes) if get_method(cfg.method).private else None
         state = cls(cfg, 0, global_state, ledgers, [])
-        if (ckpt := Checkpoint.resume(checkpoint, cfg)) is not None:
+        if (ckpt := resume(checkpoint, cfg)) is not None:
             state.round, state.history, state.global_state = ckpt.round, ckpt.history, ckpt.global_state
             if ledgers is not None:
                 state.ledgers = [PrivacyLedger.from_state_dict(s) for s in ckpt.ledgers]

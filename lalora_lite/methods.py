@@ -1,6 +1,6 @@
 """Methods as schedules.
 
-Every method runs the same local-update loop (:func:`lalora_lite.federated.local_update`).
+Every method runs the same local-update loop (:func:`lalora_lite.training.local_update`).
 A method only says, at round ``t`` and local step ``k`` (both counted from 0):
 which LoRA factors train (the classifier head trains at every step), which factors
 the client uploads, whether the step is differentially private, and whether the

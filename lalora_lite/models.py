@@ -115,7 +115,7 @@ def minilm(num_labels: int) -> Backbone:
 
 def forward_logits(model: nn.Module, batch: Dataset) -> torch.Tensor:
     """Logits ``(b, classes)`` for a batch dict (images, token ids or cached hidden states of
-    :mod:`lalora_lite.prefix`; ``labels`` ignored)."""
+    :mod:`lalora_lite.tasks.prefix`; ``labels`` ignored)."""
     if "pixel_values" in batch:
         return model(batch["pixel_values"])
     out = model(**{k: v for k, v in batch.items() if k != "labels"})

@@ -61,7 +61,7 @@ class DPNoise:
 
 
 class Canary(Protocol):
-    """An audit's hook into the DP step (see :mod:`lalora_lite.audit`): it may add a canary example's
+    """An audit's hook into the DP step (see :mod:`lalora_lite.diagnostics.audit`): it may add a canary example's
     gradient before clipping and reads the privatised gradient before any post-processing."""
 
     def add(self, per_example: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]: ...
@@ -161,7 +161,7 @@ def local_update(
     """Run ``steps`` local steps of ``method`` on one client's ``data``; returns the mean training loss.
 
     ``on_step(k)`` is called after the optimizer step ``k`` (for diagnostics); ``canary`` is the
-    privacy audit's hook into every DP step (:class:`lalora_lite.audit.CanaryInUpdate`).
+    privacy audit's hook into every DP step (:class:`lalora_lite.diagnostics.audit.CanaryInUpdate`).
     """
     if method.private != (dp is not None):
         raise ValueError(f"method {method.name!r} is {'' if method.private else 'not '}private; dp={dp}")

@@ -27,8 +27,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lalora_lite.experiments import run_digest, search_clips  # noqa: E402
-from lalora_lite.search import GridSearch, score  # noqa: E402
+from lalora_lite.study.runs import run_digest  # noqa: E402
+from lalora_lite.study.comparison import search_clips  # noqa: E402
+from lalora_lite.study.search import GridSearch, score  # noqa: E402
 from lalora_lite.tasks import get_profile  # noqa: E402
 
 

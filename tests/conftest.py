@@ -87,9 +87,9 @@ def tiny_bert(num_labels: int = 3, seed: int = 0):
 
 @pytest.fixture
 def top_bert() -> Backbone:
-    """The top layer of a tiny BERT on cached hidden states of its bottom 2 layers (lalora_lite.prefix)."""
+    """The top layer of a tiny BERT on cached hidden states of its bottom 2 layers (lalora_lite.tasks.prefix)."""
     from lalora_lite.lora import BERT_TARGETS
-    from lalora_lite.prefix import TopEncoder
+    from lalora_lite.tasks.prefix import TopEncoder
 
     backbone = Backbone(TopEncoder(tiny_bert(), frozen_layers=2), ("classifier",), BERT_TARGETS)
     inject_lora(backbone.model, backbone.targets, rank=4, alpha=8, head=backbone.head)
@@ -99,6 +99,6 @@ def top_bert() -> Backbone:
 
 @pytest.fixture
 def prefix_batch(text_batch) -> dict[str, torch.Tensor]:
-    from lalora_lite.prefix import encode_prefix
+    from lalora_lite.tasks.prefix import encode_prefix
 
     return encode_prefix(tiny_bert(), text_batch, frozen_layers=2)

@@ -10,10 +10,10 @@ import pytest
 import torch
 from scipy import stats
 
-from lalora_lite import audit
+from lalora_lite.diagnostics import audit
 from lalora_lite.accounting import calibrate_noise_multiplier
-from lalora_lite.audit_run import AUDIT_PROFILES, step_audits
-from lalora_lite.authors_mechanism import effective_noise_multiplier, fft_laplacian_smoothing
+from lalora_lite.diagnostics.audit_run import AUDIT_PROFILES, step_audits
+from lalora_lite.diagnostics.authors_mechanism import effective_noise_multiplier, fft_laplacian_smoothing
 from lalora_lite.checkpoint import Checkpoint
 from lalora_lite.privacy import SecureRandom, noisy_gradient, poisson_batch
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lalora_lite.estimate import MEASURED, estimate, estimate_line, measure_graph
+from lalora_lite.study.estimate import MEASURED, estimate, estimate_line, measure_graph
 
 ROOT = Path(__file__).resolve().parents[1]
 DRY_RUN = ROOT / "benchmarks" / "results" / "paper_dry_run-paper-cuda.json"
@@ -14,7 +14,7 @@ DP_STEP = ROOT / "benchmarks" / "results"
 
 
 def test_measured_references_are_the_stored_measurements():
-    """The constants in lalora_lite.estimate are the dry run's numbers (they cannot drift apart)."""
+    """The constants in lalora_lite.study.estimate are the dry run's numbers (they cannot drift apart)."""
     stored = {r["task"]: r for r in json.loads(DRY_RUN.read_text())["results"]}
     for m, task in zip(MEASURED["h100"], ("cifar100-swin-b", "sst2-roberta")):
         dp = stored[task]["methods"]["dp-lora"]

@@ -7,11 +7,14 @@ import math
 import pandas as pd
 import pytest
 
-from lalora_lite import experiments
-from lalora_lite.experiments import Runner, RunSpec, chosen_setting, compare, run_digest
+from lalora_lite.study import runs as run_module
+from lalora_lite.study.runs import Runner, RunSpec, run_digest
+from lalora_lite.study.comparison import compare
+from lalora_lite.study.stored import chosen_setting
 from lalora_lite.methods import METHODS
-from lalora_lite.plotting import draw_folder, paired_markdown, redraw, summary_markdown, tuning_gap_markdown
-from lalora_lite.stats import paired_differences, run_table, summary, tuning_gap
+from lalora_lite.study.plotting import draw_folder, redraw
+from lalora_lite.study.tables import paired_markdown, summary_markdown, tuning_gap_markdown
+from lalora_lite.study.stats import paired_differences, run_table, summary, tuning_gap
 from lalora_lite.tasks import get_profile
 
 
@@ -56,7 +59,7 @@ def test_compare_smoke_writes_tidy_results_and_resumes(task, tmp_path, monkeypat
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was recomputed")
 
-    monkeypatch.setattr(experiments, "run_federated", no_training)
+    monkeypatch.setattr(run_module, "run_federated", no_training)
     again = compare(task, "smoke", runs_dir=runs, results_dir=results, progress=False, workers=1)
     assert again["accuracy"].tolist() == history["accuracy"].tolist()
 
@@ -84,10 +87,10 @@ def test_runner_executes_grouped_by_seed_and_returns_in_the_given_order(tmp_path
         executed.append((spec.method, spec.seed))
         return pd.DataFrame({"method": [spec.method], "seed": [spec.seed]})
 
-    monkeypatch.setattr(experiments, "_execute_quietly", record)
+    monkeypatch.setattr(run_module, "_execute_quietly", record)
     specs = [RunSpec("fmnist-swin", "smoke", m, 1.0, seed, 0.1, 1.0, 2, "test")
              for m in ("dp-lora", "lalora", "rolora") for seed in range(5)]
-    assert experiments._built_task.cache_info().maxsize < 5
+    assert run_module.cached_task.cache_info().maxsize < 5
     with Runner(tmp_path, workers=1, progress=False) as runner:
         histories = runner.run(specs)
     assert executed == [(m, seed) for seed in range(5) for m in ("dp-lora", "lalora", "rolora")]
@@ -146,7 +149,7 @@ def test_tuning_gap_pairs_by_seed_and_its_table_gives_points_with_the_interval()
 
 
 def test_bad_compare_inputs_fail_before_work(tmp_path, monkeypatch):
-    monkeypatch.setattr(experiments, "run_federated", lambda *a, **k: pytest.fail("trained"))
+    monkeypatch.setattr(run_module, "run_federated", lambda *a, **k: pytest.fail("trained"))
     with pytest.raises(ValueError, match="unknown method"):
         compare("fmnist-swin", "smoke", methods=("lora",), runs_dir=tmp_path, results_dir=tmp_path)
     with pytest.raises(ValueError, match="epsilon must be"):
@@ -161,8 +164,8 @@ def test_public_tuning_searches_on_public_data_only_and_measures_the_gap(tmp_pat
     """--tune-on public: every search run is on fmnist-swin-public (public classes' test images, 0-4),
     every final run on the private task; results in their own folder, whose summary says tuning cost
     no privacy; the gap to private tuning is paired by seed."""
-    from lalora_lite.plotting import tuning_cost
-    from lalora_lite.stats import run_table, tuning_gap
+    from lalora_lite.study.tables import tuning_cost
+    from lalora_lite.study.stats import run_table, tuning_gap
     from lalora_lite.tasks import build_task
 
     public = build_task("fmnist-swin-public", "smoke", 0)

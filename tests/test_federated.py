@@ -245,16 +245,17 @@ def test_a_checkpoint_from_before_a_new_setting_resumes_at_its_default(tmp_path)
     """A run interrupted before LocalConfig.precision existed (its stored config lacks the key) resumes;
     a stored value that differs from the run's, or a key this version does not know, is an error."""
     from lalora_lite.checkpoint import Checkpoint
+    from lalora_lite.federated import resume
 
     cfg = FederatedConfig("lalora", rounds=4, clients_per_round=2, epsilon=3.0)
     old = cfg.to_dict()
     del old["local"]["precision"]
     Checkpoint(old, 2, {}, [], []).save(tmp_path / "old.pt")
-    assert Checkpoint.resume(tmp_path / "old.pt", cfg).round == 2
+    assert resume(tmp_path / "old.pt", cfg).round == 2
     fp16 = FederatedConfig("lalora", rounds=4, clients_per_round=2, epsilon=3.0, local=LocalConfig(precision="fp16"))
     with pytest.raises(ValueError, match=r"different config \(differs in: \['local'\]\)"):
-        Checkpoint.resume(tmp_path / "old.pt", fp16)
+        resume(tmp_path / "old.pt", fp16)
     future = cfg.to_dict() | {"quantum": True}
     Checkpoint(future, 2, {}, [], []).save(tmp_path / "future.pt")
     with pytest.raises(ValueError, match="holds a config this version does not know"):
-        Checkpoint.resume(tmp_path / "future.pt", cfg)
+        resume(tmp_path / "future.pt", cfg)

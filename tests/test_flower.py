@@ -22,13 +22,12 @@ from lalora_lite.checkpoint import Checkpoint  # noqa: E402
 from lalora_lite.federated import ClientResult, FederatedConfig, round_clients, run_federated  # noqa: E402
 from lalora_lite.flower import (  # noqa: E402
     ServerSetup,
-    _client_state,
-    _ledger_file,
     config_from_run_config,
     make_client_app,
     make_server_app,
     task_from_run_config,
 )
+from lalora_lite.flower.client import _client_state, _ledger_file  # noqa: E402
 from lalora_lite.sampling import sample_clients  # noqa: E402
 from lalora_lite.tasks import digits_swin  # noqa: E402
 from lalora_lite.training import LocalConfig  # noqa: E402
@@ -38,8 +37,8 @@ APP_CONFIG = tomllib.loads((ROOT / "examples/flower_app/pyproject.toml").read_te
 
 
 def test_core_never_imports_flwr():
-    code = ("import sys, lalora_lite, lalora_lite.cli, lalora_lite.experiments, lalora_lite.federated, "
-            "lalora_lite.audit; print(sorted(m for m in sys.modules if m.split('.')[0] == 'flwr'))")
+    code = ("import sys, lalora_lite, lalora_lite.cli, lalora_lite.study.comparison, lalora_lite.federated, "
+            "lalora_lite.diagnostics.audit; print(sorted(m for m in sys.modules if m.split('.')[0] == 'flwr'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

@@ -5,7 +5,7 @@ import gzip
 import numpy as np
 import pytest
 
-from lalora_lite import loaders
+from lalora_lite.tasks import loaders
 
 
 def write_idx(path, array: np.ndarray) -> None:

@@ -125,7 +125,8 @@ except ImportError:
 sys.modules["google.colab"] = types.ModuleType("google.colab")
 exec(compile({cell!r}, "colab-cell", "exec"))
 import lalora_lite
-from lalora_lite.tasks import SHIPPED_WEIGHTS, cache_dir, pretrained_fmnist_swin
+from lalora_lite.tasks.common import cache_dir
+from lalora_lite.tasks.fmnist import SHIPPED_WEIGHTS, pretrained_fmnist_swin
 print("FILE", lalora_lite.__file__)
 print("CWD", os.getcwd())
 pretrained_fmnist_swin(1500)

@@ -1,11 +1,11 @@
 """The paper's reported numbers are data (results/paper/reported.csv), read and checked by one loader;
-our stored results are set next to them by lalora_lite.paper."""
+our stored results are set next to them by lalora_lite.study.paper."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from lalora_lite.paper import ours_vs_reported, paper_layout, reported, reported_path
+from lalora_lite.study.paper import ours_vs_reported, paper_layout, reported, reported_path
 
 
 def test_reported_cells_are_complete_and_checked():

@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from lalora_lite.plotting import plot_accuracy_vs_epsilon
+from lalora_lite.study.plotting import plot_accuracy_vs_epsilon
 
 
 def test_accuracy_vs_epsilon_is_byte_identical_when_redrawn_and_leaves_numpy_alone(tmp_path):

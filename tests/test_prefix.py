@@ -1,4 +1,4 @@
-"""Frozen bottom layers computed once (lalora_lite.prefix): same outputs, clear errors, the text task."""
+"""Frozen bottom layers computed once (lalora_lite.tasks.prefix): same outputs, clear errors, the text task."""
 
 import dataclasses
 
@@ -8,7 +8,7 @@ from conftest import tiny_bert
 
 from lalora_lite.lora import lora_layers
 from lalora_lite.models import forward_logits
-from lalora_lite.prefix import TopEncoder, encode_prefix
+from lalora_lite.tasks.prefix import TopEncoder, encode_prefix
 from lalora_lite.tasks import get_profile, get_task
 
 

@@ -6,8 +6,9 @@ import pandas as pd
 import pytest
 from conftest import load_script
 
-from lalora_lite.experiments import run_digest, search
-from lalora_lite.search import GridSearch, check_grid, score, widened
+from lalora_lite.study.runs import run_digest
+from lalora_lite.study.comparison import search
+from lalora_lite.study.search import GridSearch, check_grid, score, widened
 from lalora_lite.tasks import get_profile
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lalora_lite.stats import paired_differences, run_table, seeds_needed, summary, t_interval
+from lalora_lite.study.stats import paired_differences, run_table, seeds_needed, summary, t_interval
 
 
 def test_t_interval_matches_the_textbook_constant():

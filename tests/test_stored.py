@@ -5,8 +5,8 @@ import json
 import pandas as pd
 import pytest
 
-from lalora_lite.paper import paper_claims
-from lalora_lite.stored import results_or_compare, settings_drift
+from lalora_lite.study.paper import paper_claims
+from lalora_lite.study.stored import results_or_compare, settings_drift
 from lalora_lite.tasks import get_profile
 
 

@@ -3,7 +3,7 @@
 import pytest
 
 from lalora_lite.methods import METHODS, Method
-from lalora_lite.style import METHOD_STYLE, OTHER_STYLE, color, style
+from lalora_lite.study.style import METHOD_STYLE, OTHER_STYLE, color, style
 
 
 def test_every_method_has_its_own_style_and_unknown_names_are_named():

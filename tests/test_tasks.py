@@ -9,8 +9,9 @@ import torch
 
 from lalora_lite.federated import FederatedConfig, run_federated
 from lalora_lite.lora import lora_layers
-from lalora_lite.search import check_grid
-from lalora_lite.tasks import PAPER_TEXT, PAPER_VISION, TASKS, build_task, get_profile
+from lalora_lite.study.search import check_grid
+from lalora_lite.tasks.profiles import PAPER_TEXT, PAPER_VISION
+from lalora_lite.tasks import TASKS, build_task, get_profile
 from lalora_lite.training import LocalConfig
 
 
@@ -133,8 +134,8 @@ def test_shipped_backbone_is_what_pretraining_rebuilds():
     checks what holds everywhere: the loader uses the file, pretraining is deterministic on this machine,
     and a fresh rebuild classifies the 5,000 public-class test images (never seen in pretraining) as well
     as the shipped backbone, to within 1.5 points (3 binomial standard errors)."""
-    from lalora_lite.tasks import (PUBLIC_CLASSES, SHIPPED_WEIGHTS, _fmnist_classes, pretrain_fmnist_swin,
-                                   pretrained_fmnist_swin)
+    from lalora_lite.tasks.fmnist import (PUBLIC_CLASSES, SHIPPED_WEIGHTS, _fmnist_classes, pretrain_fmnist_swin,
+                                         pretrained_fmnist_swin)
     from lalora_lite.training import evaluate
 
     shipped = torch.load(SHIPPED_WEIGHTS / "fmnist-swin-public-1500steps.pt", weights_only=True)
@@ -160,10 +161,10 @@ def test_shipped_backbone_is_what_pretraining_rebuilds():
 def test_transfer_report_trains_head_then_lora_centrally_and_writes_it(task, tmp_path):
     """``lalora pretrain``'s report: the centralised, non-private reference, with as many steps as one
     federated run (smoke: 2 rounds x 2 steps x 4 clients), its learning rate searched like the
-    comparison's (lalora_lite.search; smoke's grid is one point)."""
+    comparison's (lalora_lite.study.search; smoke's grid is one point)."""
     import json
 
-    from lalora_lite.transfer import transfer_report
+    from lalora_lite.study.transfer import transfer_report
 
     report = transfer_report(task, "smoke", tmp_path)
     profile = get_profile(task, "smoke")
@@ -184,7 +185,7 @@ def test_cached_backbone_appears_only_when_written_in_full(tmp_path, monkeypatch
     be visible half-written (two xdist workers building the smoke backbone at once once made one of them
     read a truncated file: 'PytorchStreamReader failed reading file'). It is written under another name
     and renamed."""
-    from lalora_lite import tasks
+    from lalora_lite.tasks import fmnist as tasks
 
     monkeypatch.setenv("LALORA_CACHE", str(tmp_path))
     monkeypatch.setattr(tasks, "pretrain_fmnist_swin", lambda steps: tasks._fmnist_backbone(seed=0))  # no training

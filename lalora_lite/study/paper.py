@@ -21,7 +21,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .methods import METHODS
+from ..methods import METHODS
+from .paths import project_root
 from .stats import paired_differences, run_table, summary
 from .style import color, hatch
 
@@ -39,8 +40,6 @@ PAPER_CELL = {
 
 
 def reported_path() -> Path:
-    from .plotting import project_root
-
     return project_root() / "results" / "paper" / "reported.csv"
 
 
@@ -114,7 +113,7 @@ def ours_vs_reported(results_dir: Path, table: pd.DataFrame | None = None) -> pd
 
 def paper_claims(task: str, paired: pd.DataFrame, table: pd.DataFrame | None = None) -> pd.DataFrame:
     """The paper's claim "LA-LoRA beats <baseline>" for every baseline and budget we measured on ``task``
-    (our paired differences, :func:`~lalora_lite.stats.paired_differences`), next to the paper's own
+    (our paired differences, :func:`~lalora_lite.study.stats.paired_differences`), next to the paper's own
     difference on the cell ``task`` answers (at the budget it reports), with a verdict from our interval."""
     table = reported() if table is None else table
     model, dataset, stand_in = PAPER_CELL[task]

@@ -1,28 +1,30 @@
 """Stored comparisons: read one back, say whether it was made with the current settings, or compute it.
 
-Notebooks 05 and 06 read like the UvA tutorials: a stored comparison (``results/<task>/<profile>/``)
-is shown without rerunning it, and a reader sees at once whether it still matches the profile in the
-code. A missing one is computed (``lalora compare``: search, then final runs; resumable) when the
-notebook allows it.
+A stored comparison (``results/<task>/<profile>/``) is shown without rerunning it, and a reader sees at
+once whether it still matches the profile in the code; a missing one is computed (``lalora compare``:
+search, then final runs; resumable) when the notebook allows it. :func:`chosen_setting` reads back the
+learning rate and clipping norm the comparison's search chose, for the notebooks that reuse them.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
 
-from .experiments import SEARCH_ONLY, compare
-from .profiles import default_settings
-from .tasks import get_profile
+from .runs import SEARCH_ONLY
+from .comparison import compare
+from ..tasks.profiles import default_settings
+from ..tasks import get_profile
 
 
 def settings_drift(meta: dict, task: str, profile_name: str) -> dict[str, tuple[object, object]]:
     """Profile settings whose stored value (``meta.json``) differs from the current one: name -> (stored, now).
 
     A run-shaping setting the stored comparison predates is no change when its current value is the
-    default (the rule of :func:`~lalora_lite.experiments.run_digest`); a search setting it predates
+    default (the rule of :func:`~lalora_lite.study.comparison.run_digest`); a search setting it predates
     is (that search did not have it), shown as ``None``."""
     stored = meta.get("profile_settings", {})
     now, defaults = get_profile(task, profile_name).__dict__, default_settings()
@@ -41,7 +43,7 @@ def settings_drift(meta: dict, task: str, profile_name: str) -> dict[str, tuple[
 def results_or_compare(task: str, profile_name: str, results_dir: Path, runs_dir: Path, run_missing: bool,
                        **compare_kwargs: object) -> tuple[pd.DataFrame, dict, str]:
     """``(history, meta, status)`` of the comparison of ``task`` at ``profile_name``: the stored one if
-    there is one, else computed now with :func:`~lalora_lite.experiments.compare` when ``run_missing``
+    there is one, else computed now with :func:`~lalora_lite.study.comparison.compare` when ``run_missing``
     (an error otherwise, naming the command that makes it). ``status`` says which, and lists the
     settings a stored comparison was made with that differ from the current profile."""
     folder = results_dir / task / profile_name
@@ -61,3 +63,13 @@ def results_or_compare(task: str, profile_name: str, results_dir: Path, runs_dir
     else:
         status += ", made with the current profile's settings"
     return pd.read_csv(folder / "history.csv"), meta, f"{status} (commit {meta.get('git_commit', '?')[:7]})"
+
+
+def chosen_setting(results_dir: Path, task: str, profile: str, method: str, epsilon: float | None) -> tuple[float, float]:
+    """``(lr, clip_norm)`` that the stored comparison chose for ``method`` at ``epsilon`` (``None``: no DP)."""
+    chosen = pd.read_csv(results_dir / task / profile / "chosen.csv")
+    eps = math.inf if epsilon is None else epsilon
+    row = chosen[(chosen["method"] == method) & (chosen["epsilon"] == eps)]
+    if row.empty:
+        raise ValueError(f"no chosen setting for {method!r} at epsilon={epsilon} in {results_dir / task / profile}")
+    return float(row.iloc[0]["lr"]), float(row.iloc[0]["clip_norm"])

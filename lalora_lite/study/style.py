@@ -8,7 +8,7 @@ dashed, the ablation variants share their parent's colour with a dotted line.
 
 from __future__ import annotations
 
-from .methods import METHODS
+from ..methods import METHODS
 
 METHOD_STYLE: dict[str, dict[str, str]] = {
     "fedlora": {"color": "#000000", "ls": "--"},  # no DP: the reference

@@ -27,7 +27,7 @@ import math
 
 import torch
 
-from .accounting import epsilon_for
+from ..accounting import epsilon_for
 
 MAX_CLIP = 0.4
 

@@ -3,7 +3,7 @@
 ``smoke``  seconds; what CI runs (tiny data, two rounds).
 ``cpu``    the default: minutes to hours on a 2-core laptop, big enough to show the effect.
 ``colab``  the paper's tasks on subsets, Swin-T and RoBERTa-base in fp16: about an hour per
-           method and budget on a free Colab T4 (:mod:`lalora_lite.estimate`); GPU + internet.
+           method and budget on a free Colab T4 (:mod:`lalora_lite.study.estimate`); GPU + internet.
 ``paper``  the paper's models, data and rounds; needs a GPU and the internet.
 
 Every task has a :class:`Profile` per size it supports. The profile is chosen by
@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from dataclasses import MISSING, dataclass, fields, replace
 
-from .methods import METHODS
+from ..methods import METHODS
 
 PROFILES = ("smoke", "cpu", "colab", "paper")
 ALL_METHODS = tuple(METHODS)
@@ -50,7 +50,7 @@ class Profile:
     optimizer: str
     rank: int
     lora_alpha: float
-    # the comparison (every method gets the same search at every budget: lalora_lite.search)
+    # the comparison (every method gets the same search at every budget: lalora_lite.study.search)
     lr_grid: tuple[float, ...]  # log-spaced starting grids, widened while the best point is on an edge
     clip_grid: tuple[float, ...]
     search_rounds: int  # rounds of each search run (validation split, the first seed)
@@ -64,7 +64,7 @@ class Profile:
     # task-specific
     pretrain_steps: int = 0  # vision stand-in: non-private public pretraining
     max_length: int = 32  # text: tokens per example
-    frozen_layers: int = 0  # text: bottom layers without LoRA, computed once per example (lalora_lite.prefix)
+    frozen_layers: int = 0  # text: bottom layers without LoRA, computed once per example (lalora_lite.tasks.prefix)
     delta: float = 1e-5
     precision: str = "fp32"  # the forward pass: fp32, bf16 or fp16 (lalora_lite.precision)
 

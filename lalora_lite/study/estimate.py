@@ -25,11 +25,11 @@ from functools import lru_cache
 
 import torch
 
-from .experiments import planned_runs
-from .federated import evaluation_count
-from .lora import BERT_TARGETS, SWIN_TARGETS, inject_lora, trainable_parameters
-from .profiles import Profile
-from .tasks import TaskSpec, get_profile, get_task
+from .comparison import planned_runs
+from ..federated import evaluation_count
+from ..lora import BERT_TARGETS, SWIN_TARGETS, inject_lora, trainable_parameters
+from ..tasks.profiles import Profile
+from ..tasks import TaskSpec, get_profile, get_task
 
 
 @dataclass(frozen=True)
@@ -184,4 +184,4 @@ def estimate_line(task: str, profile_name: str, device: str) -> str:
     note = " (T4: H100 measurement scaled by peak ratio, an assumption)" if device == "t4" else ""
     return (f"estimate on {device}{note}: {e['train_s_per_round']:.1f} s per round, {e['run_min']:.1f} min per run, "
             f"{e['hours_per_method_and_budget']:.1f} h per method and budget, {e['compare_hours']:.1f} h for all "
-            f"{e['runs']} runs; about {e['step_memory_gb']:.1f} GB per DP step (lalora_lite.estimate)")
+            f"{e['runs']} runs; about {e['step_memory_gb']:.1f} GB per DP step (lalora_lite.study.estimate)")

@@ -37,11 +37,11 @@ import torch
 from scipy import optimize, stats
 from torch import nn
 
-from .accounting import epsilon_for
-from .lora import inject_lora, trainable_parameters
-from .methods import get_method
-from .privacy import noisy_gradient
-from .training import DPNoise, LocalConfig, local_update
+from ..accounting import epsilon_for
+from ..lora import inject_lora, trainable_parameters
+from ..methods import get_method
+from ..privacy import noisy_gradient
+from ..training import DPNoise, LocalConfig, local_update
 
 Gradients = dict[str, torch.Tensor]
 

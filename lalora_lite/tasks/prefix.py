@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .data import Dataset
+from ..data import Dataset
 
 
 def bidirectional_mask(config: object, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor | None:

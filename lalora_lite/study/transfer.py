@@ -1,12 +1,11 @@
 """How good is the stand-in backbone? Non-private, centralised transfer from the public pretraining.
 
-The centralised reference the federated runs are held against (issue: "within about 5 points"),
-on the union of the clients' data of seed 0's split: the fresh head alone (chance level), training
+The centralised reference the federated runs are held against, on the union of the clients' data of seed 0's split: the fresh head alone (chance level), training
 only the head (a linear probe of the pretrained features), and LoRA + head. A training takes as many
 steps as one federated run puts together, ``rounds x clients_per_round x local_steps``, in ``rounds``
-chunks at the federated runs' learning rate of each round (:func:`~lalora_lite.federated.round_lr`:
+chunks at the federated runs' learning rate of each round (:func:`~lalora_lite.federated.scheduled_lr`:
 the profile's schedule), and its learning rate is searched like the comparison's
-(:class:`~lalora_lite.search.GridSearch` over the profile's lr grid, widened off its edges). The
+(:class:`~lalora_lite.study.search.GridSearch` over the profile's lr grid, widened off its edges). The
 report gives the chosen rate, its validation and test accuracy, and every rate's validation accuracy.
 """
 
@@ -19,15 +18,15 @@ from pathlib import Path
 
 import torch
 
-from .data import Dataset
-from .federated import FederatedConfig, round_lr
-from .lora import trainable_parameters
-from .methods import Method, get_method
-from .models import Backbone
-from .profiles import Profile
+from ..data import Dataset
+from ..federated import scheduled_lr
+from ..lora import trainable_parameters
+from ..methods import Method, get_method
+from ..models import Backbone
+from ..tasks.profiles import Profile
 from .search import GridSearch
-from .tasks import build_task, get_profile
-from .training import LocalConfig, evaluate, local_update
+from ..tasks import build_task, get_profile
+from ..training import LocalConfig, evaluate, local_update
 
 HEAD_ONLY = Method("head-only", lambda t, k: frozenset(), private=False, description="linear probe")
 NO_CLIP = 1.0  # the searches' clip axis has one value: nothing is clipped without DP
@@ -35,17 +34,16 @@ NO_CLIP = 1.0  # the searches' clip axis has one value: nothing is clipped witho
 
 def train_centralised(backbone: Backbone, data: Dataset, method: Method, profile: Profile, lr: float) -> None:
     """Train ``backbone`` in place, without noise: ``profile.rounds`` chunks of ``clients_per_round x
-    local_steps`` steps on ``data``, chunk ``t`` at :func:`~lalora_lite.federated.round_lr` of round ``t``
+    local_steps`` steps on ``data``, chunk ``t`` at :func:`~lalora_lite.federated.scheduled_lr` of round ``t``
     (batches and dropout seeded with 0)."""
     local = LocalConfig(local_steps=profile.local_steps, batch_size=profile.batch_size, lr=lr,
                         optimizer=profile.optimizer)
-    schedule = FederatedConfig(method.name, rounds=profile.rounds, local=local, lr_schedule=profile.lr_schedule)
     params = trainable_parameters(backbone.model, backbone.head)
     generator = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
     steps = profile.clients_per_round * profile.local_steps
     for t in range(profile.rounds):
-        local_update(backbone.model, params, data, method, t, steps, replace(local, lr=round_lr(schedule, t)), None,
+        local_update(backbone.model, params, data, method, t, steps, replace(local, lr=scheduled_lr(lr, t, profile.rounds, profile.lr_schedule)), None,
                      generator)
 
 

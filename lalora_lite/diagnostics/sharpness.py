@@ -1,9 +1,5 @@
-"""Measurements behind the paper's three problems: coupling, noise amplification, sharpness.
-
-* Coupling: one step moves ``W = W0 + s B A`` by ``dW = s (dB A + B dA + dB dA)``.
-* Noise: DP noise ``N_A, N_B`` (std ``tau`` each) reaches ``W`` as ``s (N_B A + B N_A) + s N_B N_A``.
-* Sharpness: the top Hessian eigenvalue of the loss in the trainable parameters, and
-  filter-normalised 1-D/2-D loss landscapes (Li et al., 2018) around a model.
+"""Sharpness (notebook 03): the top Hessian eigenvalue of the loss in the trainable parameters, and
+filter-normalised 1-D/2-D loss landscapes (Li et al., 2018) around a model.
 """
 
 from __future__ import annotations
@@ -17,147 +13,10 @@ import torch
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 from torch import nn
 
-from .data import Dataset, to_device
-from .lora import lora_layers
-from .training import summed_loss
+from ..data import Dataset, to_device
+from ..lora import lora_layers
+from ..training import summed_loss
 
-# --- coupling -------------------------------------------------------------------------------
-
-
-def coupling_terms(A: torch.Tensor, B: torch.Tensor, dA: torch.Tensor, dB: torch.Tensor, scale: float
-                   ) -> dict[str, torch.Tensor]:
-    """The three parts of ``dW = s[(B + dB)(A + dA) - B A]``; they sum to ``dW`` exactly.
-
-    ``A, dA: (r, n)``, ``B, dB: (m, r)``; returns ``(m, n)`` tensors ``dB_A``, ``B_dA``, ``dB_dA``.
-    """
-    return {"dB_A": scale * dB @ A, "B_dA": scale * B @ dA, "dB_dA": scale * dB @ dA}
-
-
-def coupling_norms(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor], model: nn.Module
-                   ) -> dict[str, float]:
-    """Frobenius norms of the three parts summed in quadrature over all LoRA layers of ``model``.
-
-    ``before``/``after``: LoRA states (name -> tensor) around one or more optimizer steps.
-    ``cross_share`` is ``||dB dA|| / ||dW||``: how much of the step is the non-descent cross term.
-    """
-    totals = {"dB_A": 0.0, "B_dA": 0.0, "dB_dA": 0.0, "dW": 0.0}
-    for name, layer in lora_layers(model).items():
-        A, B = before[f"{name}.lora_A"], before[f"{name}.lora_B"]
-        dA, dB = after[f"{name}.lora_A"] - A, after[f"{name}.lora_B"] - B
-        parts = coupling_terms(A, B, dA, dB, layer.scale)
-        for key, value in parts.items():
-            totals[key] += value.pow(2).sum().item()
-        totals["dW"] += sum(parts.values()).pow(2).sum().item()
-    norms = {k: math.sqrt(v) for k, v in totals.items()}
-    norms["cross_share"] = norms["dB_dA"] / norms["dW"] if norms["dW"] > 0 else 0.0
-    return norms
-
-
-def delta_w(state: dict[str, torch.Tensor], reference: dict[str, torch.Tensor], model: nn.Module
-            ) -> dict[str, torch.Tensor]:
-    """Per layer, ``s (B A - B_ref A_ref)``: how a client moved the effective weight."""
-    return {
-        name: layer.scale * (state[f"{name}.lora_B"] @ state[f"{name}.lora_A"]
-                             - reference[f"{name}.lora_B"] @ reference[f"{name}.lora_A"])
-        for name, layer in lora_layers(model).items()
-    }
-
-
-def pairwise_cosine(updates: Sequence[dict[str, torch.Tensor]]) -> float:
-    """Mean cosine similarity between the flattened updates of every pair of clients."""
-    flat = [torch.cat([u[k].flatten() for k in sorted(u)]) for u in updates]
-    sims = [torch.nn.functional.cosine_similarity(flat[i], flat[j], dim=0).item()
-            for i in range(len(flat)) for j in range(i + 1, len(flat))]
-    return sum(sims) / len(sims) if sims else float("nan")
-
-
-def aggregation_gap(states: Sequence[dict[str, torch.Tensor]], model: nn.Module) -> float:
-    """``||mean(B_i) mean(A_i) - mean(B_i A_i)|| / ||mean(B_i A_i)||`` over all layers (FedAvg's factor error)."""
-    num, den = 0.0, 0.0
-    for name in lora_layers(model):
-        As = torch.stack([s[f"{name}.lora_A"] for s in states])
-        Bs = torch.stack([s[f"{name}.lora_B"] for s in states])
-        product_of_means = Bs.mean(0) @ As.mean(0)
-        mean_of_products = (Bs @ As).mean(0)
-        num += (product_of_means - mean_of_products).pow(2).sum().item()
-        den += mean_of_products.pow(2).sum().item()
-    return math.sqrt(num / den) if den > 0 else 0.0
-
-
-# --- noise amplification --------------------------------------------------------------------
-
-
-def noise_terms(A: torch.Tensor, B: torch.Tensor, tau: float, scale: float, samples: int = 64,
-                generator: torch.Generator | None = None) -> dict[str, float]:
-    """Monte Carlo RMS Frobenius norms of the noise reaching ``W`` when both factors get noise of std ``tau``.
-
-    ``linear = s (N_B A + B N_A)``, ``quadratic = s N_B N_A``, and ``full = N_W`` (full fine-tuning:
-    noise of std ``tau`` on every entry of ``W``). Closed forms (``A: (r, n)``, ``B: (m, r)``):
-    ``E||linear||^2 = s^2 tau^2 (m ||A||^2 + n ||B||^2)``, ``E||quadratic||^2 = s^2 tau^4 m n r``,
-    ``E||full||^2 = tau^2 m n``; returned as ``*_expected``.
-    """
-    r, n = A.shape
-    m = B.shape[0]
-    lin, quad = 0.0, 0.0
-    for _ in range(samples):
-        NA = tau * torch.randn(A.shape, generator=generator)
-        NB = tau * torch.randn(B.shape, generator=generator)
-        lin += (scale * (NB @ A + B @ NA)).pow(2).sum().item()
-        quad += (scale * NB @ NA).pow(2).sum().item()
-    return {
-        "linear": math.sqrt(lin / samples),
-        "quadratic": math.sqrt(quad / samples),
-        "linear_expected": scale * tau * math.sqrt(m * A.pow(2).sum().item() + n * B.pow(2).sum().item()),
-        "quadratic_expected": scale * tau**2 * math.sqrt(m * n * r),
-        "full_expected": tau * math.sqrt(m * n),
-    }
-
-
-def accumulated_noise(A: torch.Tensor, B: torch.Tensor, tau: float, scale: float,
-                      active: Callable[[int, int], frozenset[str]], local_steps: int, rounds: int = 1,
-                      clients: int = 1, samples: int = 32, generator: torch.Generator | None = None
-                      ) -> dict[str, float]:
-    """Noise reaching ``W`` after whole rounds of pure-noise federated training of one LoRA layer.
-
-    The gradient signal is set to zero so that only noise moves the factors: at local step ``k`` of
-    round ``t`` every client adds ``N(0, tau^2)`` entries to the factors ``active(t, k)`` names
-    ("A", "B"); after each round the server averages the ``clients`` clients' factors (FedAvg).
-    With ``dA = A_end - A``, ``dB = B_end - B`` (``A: (r, n)``, ``B: (m, r)``) it returns RMS Frobenius
-    norms over ``samples`` draws of ``linear = s (dB A + B dA)`` and ``product = s dB dA``, and the
-    closed forms: entries of ``dA`` have variance ``v_A = tau^2 sum_t k_A(t) / clients`` (``k_A(t)``:
-    steps of round t that move A), likewise ``v_B``; ``E||linear||^2 = s^2 (v_B m ||A||^2 + v_A n ||B||^2)``,
-    ``E||product||^2 = s^2 v_A v_B m n r``. A per-step alternating schedule has a zero product *per
-    step*, but not per round: B carries the noise of the round's earlier B-steps into the A-steps.
-    """
-    r, n = A.shape
-    m = B.shape[0]
-    dA, dB = torch.zeros(samples, r, n), torch.zeros(samples, m, r)
-    steps_a = steps_b = 0
-    for t in range(rounds):
-        schedule = [active(t, k) for k in range(local_steps)]
-        round_a, round_b = torch.zeros(samples, r, n), torch.zeros(samples, m, r)
-        for _ in range(clients):
-            for factors in schedule:
-                if "A" in factors:
-                    round_a += tau * torch.randn(samples, r, n, generator=generator)
-                if "B" in factors:
-                    round_b += tau * torch.randn(samples, m, r, generator=generator)
-        steps_a += sum("A" in factors for factors in schedule)
-        steps_b += sum("B" in factors for factors in schedule)
-        dA += round_a / clients  # FedAvg: every client started from the same global factors
-        dB += round_b / clients
-    linear = scale * (dB @ A + B @ dA)
-    product = scale * dB @ dA
-    v_a, v_b = tau**2 * steps_a / clients, tau**2 * steps_b / clients
-    return {
-        "linear": linear.pow(2).sum((1, 2)).mean().sqrt().item(),
-        "product": product.pow(2).sum((1, 2)).mean().sqrt().item(),
-        "linear_expected": scale * math.sqrt(v_b * m * A.pow(2).sum().item() + v_a * n * B.pow(2).sum().item()),
-        "product_expected": scale * math.sqrt(v_a * v_b * m * n * r),
-    }
-
-
-# --- sharpness ------------------------------------------------------------------------------
 
 LossOnBatches = Callable[[], torch.Tensor]
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .accounting import calibrate_noise_multiplier
+from ..accounting import calibrate_noise_multiplier
 from .audit import (
     DiracCanary,
     Mechanism,
