@@ -53,8 +53,17 @@ from lalora_lite.per_example import per_example_gradients  # noqa: E402
 from lalora_lite.privacy import clip_and_sum, noisy_gradient, per_example_norms  # noqa: E402
 from lalora_lite.training import DPNoise, step_gradient, summed_loss  # noqa: E402
 
-VARIANTS = ("non-private B", "dp B", "non-private A", "dp A", "non-private AB", "dp AB",
-            "opacus hooks AB", "opacus ghost AB", "naive loop AB")
+VARIANTS = (
+    "non-private B",
+    "dp B",
+    "non-private A",
+    "dp A",
+    "non-private AB",
+    "dp AB",
+    "opacus hooks AB",
+    "opacus ghost AB",
+    "naive loop AB",
+)
 
 
 def sgd_apply(params: dict[str, torch.nn.Parameter]) -> Callable[[dict[str, torch.Tensor]], None]:
@@ -81,8 +90,9 @@ def make_step(spec: Spec, variant: str, batch: dict[str, torch.Tensor], device: 
         trainable = [p for p in model.parameters() if p.requires_grad]
         if variant == "opacus hooks AB":
             gsm = GradSampleModule(model)
-            opt = DPOptimizer(torch.optim.SGD(trainable, lr=1e-3), noise_multiplier=1.0, max_grad_norm=1.0,
-                              expected_batch_size=b)
+            opt = DPOptimizer(
+                torch.optim.SGD(trainable, lr=1e-3), noise_multiplier=1.0, max_grad_norm=1.0, expected_batch_size=b
+            )
 
             def hooks() -> None:
                 opt.zero_grad()
@@ -95,8 +105,9 @@ def make_step(spec: Spec, variant: str, batch: dict[str, torch.Tensor], device: 
         from opacus.utils.fast_gradient_clipping_utils import DPLossFastGradientClipping
 
         gsm = GradSampleModuleFastGradientClipping(model, max_grad_norm=1.0, use_ghost_clipping=True)
-        opt = DPOptimizerFastGradientClipping(torch.optim.SGD(trainable, lr=1e-3), noise_multiplier=1.0,
-                                              max_grad_norm=1.0, expected_batch_size=b)
+        opt = DPOptimizerFastGradientClipping(
+            torch.optim.SGD(trainable, lr=1e-3), noise_multiplier=1.0, max_grad_norm=1.0, expected_batch_size=b
+        )
         criterion = DPLossFastGradientClipping(gsm, opt, torch.nn.CrossEntropyLoss())
 
         def ghost() -> None:
@@ -133,8 +144,9 @@ def loop_per_example(model, params, active, batch) -> dict[str, torch.Tensor]:
     b = batch["labels"].shape[0]
     per: dict[str, list[torch.Tensor]] = {n: [] for n in active}
     for i in range(b):
-        grads = torch.autograd.grad(summed_loss(model, {k: v[i : i + 1] for k, v in batch.items()}),
-                                    [params[n] for n in active])
+        grads = torch.autograd.grad(
+            summed_loss(model, {k: v[i : i + 1] for k, v in batch.items()}), [params[n] for n in active]
+        )
         for n, g in zip(active, grads):
             per[n].append(g)
     return {n: torch.stack(gs) for n, gs in per.items()}
@@ -159,7 +171,10 @@ def check_exactness(model_name: str, size: str, batch_size: int, device: torch.d
     sum_v, sum_r = clip_and_sum(vec, clip), clip_and_sum(ref, clip)
     sum_err = max(((sum_v[n] - sum_r[n]).norm() / sum_r[n].norm().clamp_min(1e-30)).item() for n in sum_r)
     return {
-        "model": model_name, "size": size, "batch": batch_size, "device": str(device),
+        "model": model_name,
+        "size": size,
+        "batch": batch_size,
+        "device": str(device),
         "per_example_rows": {n: int(v.shape[0]) for n, v in list(vec.items())[:1]},
         "rows_equal_batch": all(v.shape[0] == batch_size for v in vec.values()),
         "max_rel_err_norms": ((norms_v - norms_r).abs() / norms_r).max().item(),
@@ -173,10 +188,13 @@ def check_noise(device: torch.device) -> dict:
     sigma, clip, b = 1.3, 0.7, 16.0
     zeros = {"w": torch.zeros(1, 400, 500, device=device)}
     draws = [noisy_gradient(zeros, clip, sigma, b, torch.Generator().manual_seed(s))["w"] for s in (0, 0, 1)]
-    return {"device": str(device), "noise_device": str(draws[0].device),
-            "std_over_expected": (draws[0].std() / (sigma * clip / b)).item(),
-            "same_seed_equal": bool(torch.equal(draws[0], draws[1])),
-            "other_seed_differs": not bool(torch.equal(draws[0], draws[2]))}
+    return {
+        "device": str(device),
+        "noise_device": str(draws[0].device),
+        "std_over_expected": (draws[0].std() / (sigma * clip / b)).item(),
+        "same_seed_equal": bool(torch.equal(draws[0], draws[1])),
+        "other_seed_differs": not bool(torch.equal(draws[0], draws[2])),
+    }
 
 
 def _sync(device: torch.device) -> None:
@@ -205,8 +223,9 @@ def quartiles(xs: list[float]) -> tuple[float, float, float]:
     return q[0], statistics.median(xs), q[2]
 
 
-def bench_model(model_name: str, size: str, batch_size: int, device: torch.device, variants: list[str],
-                repeats: int, warmup: int) -> list[dict]:
+def bench_model(
+    model_name: str, size: str, batch_size: int, device: torch.device, variants: list[str], repeats: int, warmup: int
+) -> list[dict]:
     """Build every variant, warm up (recording memory on CUDA), then time them interleaved."""
     spec = spec_for(model_name, size)
     batch = make_batch(spec, batch_size, device)
@@ -239,7 +258,7 @@ def bench_model(model_name: str, size: str, batch_size: int, device: torch.devic
     times: dict[str, list[float]] = {v: [] for v in steps}
     order = list(steps)
     for r in range(repeats):
-        rotated = order[r % len(order):] + order[: r % len(order)]
+        rotated = order[r % len(order) :] + order[: r % len(order)]
         for v in rotated:
             times[v].append(timed(steps[v], device))
     for v, ts in times.items():
@@ -281,15 +300,20 @@ def profile_steps(model_name: str, size: str, batch_size: int, device: torch.dev
             for _ in range(3):
                 step()
             _sync(device)
-        tables.append(f"## {model_name} batch {batch_size}: {v} (3 steps)\n"
-                      + prof.key_averages().table(sort_by=sort, row_limit=14, max_name_column_width=60))
+        tables.append(
+            f"## {model_name} batch {batch_size}: {v} (3 steps)\n"
+            + prof.key_averages().table(sort_by=sort, row_limit=14, max_name_column_width=60)
+        )
     return "\n".join(tables)
 
 
 def cpu_peak_rss(model_name: str, size: str, batch_size: int, variant: str) -> float | None:
     """Max RSS (MB) of a fresh process that builds the variant and takes two steps."""
-    proc = subprocess.run([sys.executable, __file__, "--rss-one", model_name, size, str(batch_size), variant],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--rss-one", model_name, size, str(batch_size), variant],
+        capture_output=True,
+        text=True,
+    )
     return json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else None
 
 
@@ -310,12 +334,23 @@ def _version(name: str) -> str | None:
 
 
 def environment(device: torch.device) -> dict:
-    env = {"device": str(device), "torch": torch.__version__, "python": platform.python_version(),
-           "timm": _version("timm"), "transformers": _version("transformers"), "opacus": _version("opacus"),
-           "peft": _version("peft"), "threads": torch.get_num_threads()}
+    env = {
+        "device": str(device),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "timm": _version("timm"),
+        "transformers": _version("transformers"),
+        "opacus": _version("opacus"),
+        "peft": _version("peft"),
+        "threads": torch.get_num_threads(),
+    }
     if device.type == "cuda":
-        env |= {"card": torch.cuda.get_device_name(device), "cuda": torch.version.cuda,
-                "tf32_matmul": torch.backends.cuda.matmul.allow_tf32, "tf32_cudnn": torch.backends.cudnn.allow_tf32}
+        env |= {
+            "card": torch.cuda.get_device_name(device),
+            "cuda": torch.version.cuda,
+            "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+            "tf32_cudnn": torch.backends.cudnn.allow_tf32,
+        }
     else:
         env["cpu"] = platform.processor() or platform.machine()
     return env
@@ -329,16 +364,20 @@ def _fmt(row: dict, key: str) -> str:
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| model | batch | variant | median step (ms) | vs non-private, same factors (IQR) | "
-             "naive loop / this (IQR) | peak memory (MB) | memory vs non-private |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | batch | variant | median step (ms) | vs non-private, same factors (IQR) | "
+        "naive loop / this (IQR) | peak memory (MB) | memory vs non-private |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         if "error" in r:
             lines.append(f"| {r['model']} | {r['batch']} | {r['variant']} | fails: {r['error'][:120]} | | | | |")
             continue
         mem = f"{r['memory_vs_nonprivate']:.3f}x" if "memory_vs_nonprivate" in r else ""
-        lines.append(f"| {r['model']} | {r['batch']} | {r['variant']} | {1000 * r['median_s']:.1f} | "
-                     f"{_fmt(r, 'vs_nonprivate')} | {_fmt(r, 'naive_over_this')} | {r.get('peak_mb', '')} | {mem} |")
+        lines.append(
+            f"| {r['model']} | {r['batch']} | {r['variant']} | {1000 * r['median_s']:.1f} | "
+            f"{_fmt(r, 'vs_nonprivate')} | {_fmt(r, 'naive_over_this')} | {r.get('peak_mb', '')} | {mem} |"
+        )
     return "\n".join(lines)
 
 
@@ -353,9 +392,14 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--check", action="store_true", help="also compare per-example norms/sums with the loop")
     parser.add_argument("--memory", action="store_true", help="CPU only: max RSS, one process per variant")
-    parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/dp_step-<size>-<device>.json)")
-    parser.add_argument("--profile", action="store_true",
-                        help="print torch.profiler tables of 'non-private AB' and 'dp AB' (first model, first batch)")
+    parser.add_argument(
+        "--out", default=None, help="JSON path (default benchmarks/results/dp_step-<size>-<device>.json)"
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="print torch.profiler tables of 'non-private AB' and 'dp AB' (first model, first batch)",
+    )
     parser.add_argument("--rss-one", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rss_one:
@@ -390,7 +434,7 @@ def main() -> None:
             rows += bench_model(m, args.size, b, device, args.variants, args.repeats, args.warmup)
             print(markdown([r for r in rows if r["model"] == m and r["batch"] == b]), file=sys.stderr)
             if args.memory and device.type == "cpu":
-                for r in rows[-len(args.variants):]:
+                for r in rows[-len(args.variants) :]:
                     if "error" not in r:
                         r["peak_rss_mb"] = cpu_peak_rss(m, args.size, b, r["variant"])
             env["bench_wall_s"] = round(time.perf_counter() - started, 1)

@@ -40,20 +40,22 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lalora_lite.study.runs import RunSpec, federated_config, resolve_device  # noqa: E402
-from lalora_lite.study.comparison import planned_runs  # noqa: E402
 from lalora_lite.federated import evaluation_count, run_federated  # noqa: E402
 from lalora_lite.methods import get_method  # noqa: E402
-from lalora_lite.tasks.profiles import PAPER_TEXT, PAPER_VISION
+from lalora_lite.study.comparison import planned_runs  # noqa: E402
+from lalora_lite.study.runs import RunSpec, federated_config, resolve_device  # noqa: E402
 from lalora_lite.tasks import TASKS, get_profile  # noqa: E402
+from lalora_lite.tasks.profiles import PAPER_TEXT, PAPER_VISION
 from lalora_lite.training import evaluate  # noqa: E402
 
 TASK_NAMES = ("cifar100-swin-b", "sst2-roberta")
 SPECIAL = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}  # RoBERTa's ids
 WORDS = 2_000
 # sizes: (private pool = val + train, test) per task and scale; the paper's test sets are real-sized
-SIZES = {"paper": {"cifar100-swin-b": (6_000, 10_000), "sst2-roberta": (20_000, 872)},
-         "tiny": {"cifar100-swin-b": (600, 40), "sst2-roberta": (600, 40)}}
+SIZES = {
+    "paper": {"cifar100-swin-b": (6_000, 10_000), "sst2-roberta": (20_000, 872)},
+    "tiny": {"cifar100-swin-b": (600, 40), "sst2-roberta": (600, 40)},
+}
 
 
 def cifar100_like(folder: Path, n_train: int, n_test: int, seed: int = 0) -> Path:
@@ -62,15 +64,20 @@ def cifar100_like(folder: Path, n_train: int, n_test: int, seed: int = 0) -> Pat
     from PIL import Image
 
     rng = np.random.default_rng(seed)
-    features = datasets.Features({"img": datasets.Image(),
-                                  "fine_label": datasets.ClassLabel(num_classes=100),
-                                  "coarse_label": datasets.ClassLabel(num_classes=20)})
+    features = datasets.Features(
+        {
+            "img": datasets.Image(),
+            "fine_label": datasets.ClassLabel(num_classes=100),
+            "coarse_label": datasets.ClassLabel(num_classes=20),
+        }
+    )
 
     def split(n: int) -> datasets.Dataset:
         fine = rng.integers(0, 100, n)
         images = [Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)) for _ in range(n)]
-        return datasets.Dataset.from_dict({"img": images, "fine_label": fine, "coarse_label": fine // 5},
-                                          features=features)
+        return datasets.Dataset.from_dict(
+            {"img": images, "fine_label": fine, "coarse_label": fine // 5}, features=features
+        )
 
     datasets.DatasetDict({"train": split(n_train), "test": split(n_test)}).save_to_disk(folder)
     return folder
@@ -81,18 +88,24 @@ def sst2_like(folder: Path, n_train: int, n_val: int, seed: int = 0) -> Path:
     import datasets
 
     rng = np.random.default_rng(seed)
-    features = datasets.Features({"sentence": datasets.Value("string"),
-                                  "label": datasets.ClassLabel(names=["negative", "positive"]),
-                                  "idx": datasets.Value("int32")})
+    features = datasets.Features(
+        {
+            "sentence": datasets.Value("string"),
+            "label": datasets.ClassLabel(names=["negative", "positive"]),
+            "idx": datasets.Value("int32"),
+        }
+    )
 
     def split(n: int, labelled: bool = True) -> datasets.Dataset:
         sentences = [" ".join(f"w{w}" for w in rng.integers(0, WORDS, rng.integers(4, 50))) for _ in range(n)]
         labels = rng.integers(0, 2, n) if labelled else np.full(n, -1)
-        return datasets.Dataset.from_dict({"sentence": sentences, "label": labels, "idx": np.arange(n)},
-                                          features=features)
+        return datasets.Dataset.from_dict(
+            {"sentence": sentences, "label": labels, "idx": np.arange(n)}, features=features
+        )
 
-    datasets.DatasetDict({"train": split(n_train), "validation": split(n_val),
-                          "test": split(n_val, labelled=False)}).save_to_disk(folder)
+    datasets.DatasetDict(
+        {"train": split(n_train), "validation": split(n_val), "test": split(n_val, labelled=False)}
+    ).save_to_disk(folder)
     return folder
 
 
@@ -106,15 +119,29 @@ def roberta_folder(folder: Path, scale: str) -> Path:
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                                        unk_token="<unk>", model_input_names=["input_ids", "attention_mask"])
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        model_input_names=["input_ids", "attention_mask"],
+    )
     torch.manual_seed(0)
     if scale == "paper":
         config = RobertaConfig(num_labels=2)  # roberta-base: 12 layers, hidden 768, vocab 50,265
     else:
-        config = RobertaConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                               intermediate_size=64, max_position_embeddings=160, num_labels=2)
+        config = RobertaConfig(
+            vocab_size=len(vocab),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=160,
+            num_labels=2,
+        )
     RobertaForSequenceClassification(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
@@ -130,20 +157,31 @@ def task_and_profile(name: str, scale: str, workdir: Path, args: argparse.Namesp
             source["model_kwargs"] = {"embed_dim": 16, "depths": (1, 1, 1, 1), "num_heads": (1, 1, 2, 2)}
         profile = PAPER_VISION
     else:
-        source = {"dataset": str(sst2_like(workdir / "sst2", pool, test)),
-                  "model": str(roberta_folder(workdir / "roberta", scale))}
+        source = {
+            "dataset": str(sst2_like(workdir / "sst2", pool, test)),
+            "model": str(roberta_folder(workdir / "roberta", scale)),
+        }
         profile = PAPER_TEXT
     spec = dataclasses.replace(spec, source={**spec.source, **source})
     val = pool // 6
-    profile = dataclasses.replace(profile, train_size=pool - val, val_size=val,
-                                  local_steps=args.local_steps or profile.local_steps)
+    profile = dataclasses.replace(
+        profile, train_size=pool - val, val_size=val, local_steps=args.local_steps or profile.local_steps
+    )
     if scale == "tiny":  # small clients: a small batch keeps the sample rate (and calibration time) low
         profile = dataclasses.replace(profile, min_client_size=5, batch_size=4)
     return spec, profile
 
 
-def dry_run(name: str, scale: str, methods: list[str], rounds: int, epsilon: float, device: torch.device,
-            workdir: Path, args: argparse.Namespace) -> dict:
+def dry_run(
+    name: str,
+    scale: str,
+    methods: list[str],
+    rounds: int,
+    epsilon: float,
+    device: torch.device,
+    workdir: Path,
+    args: argparse.Namespace,
+) -> dict:
     spec, profile = task_and_profile(name, scale, workdir, args)
     out = {"task": name, "scale": scale, "profile": dataclasses.asdict(profile), "methods": {}}
     for method in methods:
@@ -166,7 +204,8 @@ def dry_run(name: str, scale: str, methods: list[str], rounds: int, epsilon: flo
         out["methods"][method] = {
             "build_s": build_s,
             "round_wall_s": history["wall_s"].tolist(),
-            "eval_s": eval_s, "eval_examples": n_test,
+            "eval_s": eval_s,
+            "eval_examples": n_test,
             "train_s_per_round": max(history["wall_s"].iloc[-1] - eval_s, 0.0),
             "local_steps_per_round": history["local_steps"].tolist(),
             "accuracy": history["accuracy"].tolist(),
@@ -192,15 +231,24 @@ def paper_cost(result: dict) -> dict:
     test_examples = max(m["eval_examples"] for m in measured)
     # every private method searches its grid at every budget (no widening counted); fedlora its lrs once
     search_runs, final_runs = (sum(n) for n in zip(*(planned_runs(profile, m) for m in profile.methods)))
-    one_search = (profile.search_rounds * train
-                  + evaluation_count(profile.search_rounds, profile.eval_every) * per_eval_example * profile.val_size)
-    one_final = (profile.rounds * train
-                 + evaluation_count(profile.rounds, profile.eval_every) * per_eval_example * test_examples)
-    return {"train_s_per_round": train, "eval_s_per_1000_examples": 1000 * per_eval_example,
-            "search_runs": search_runs, "final_runs": final_runs, "rounds_per_final_run": profile.rounds,
-            "search_gpu_hours": search_runs * one_search / 3600, "final_gpu_hours": final_runs * one_final / 3600,
-            "total_gpu_hours": (search_runs * one_search + final_runs * one_final) / 3600,
-            "one_final_run_hours": one_final / 3600}
+    one_search = (
+        profile.search_rounds * train
+        + evaluation_count(profile.search_rounds, profile.eval_every) * per_eval_example * profile.val_size
+    )
+    one_final = (
+        profile.rounds * train + evaluation_count(profile.rounds, profile.eval_every) * per_eval_example * test_examples
+    )
+    return {
+        "train_s_per_round": train,
+        "eval_s_per_1000_examples": 1000 * per_eval_example,
+        "search_runs": search_runs,
+        "final_runs": final_runs,
+        "rounds_per_final_run": profile.rounds,
+        "search_gpu_hours": search_runs * one_search / 3600,
+        "final_gpu_hours": final_runs * one_final / 3600,
+        "total_gpu_hours": (search_runs * one_search + final_runs * one_final) / 3600,
+        "one_final_run_hours": one_final / 3600,
+    }
 
 
 def main() -> None:
@@ -222,8 +270,11 @@ def main() -> None:
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    env = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-           "torch": torch.__version__, "cuda": torch.version.cuda}
+    env = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+    }
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.tasks:
@@ -236,9 +287,11 @@ def main() -> None:
     out.write_text(json.dumps({"env": env, "results": results}, indent=2, default=str))
     for r in results:
         c = r["cost"]
-        print(f"{r['task']}: train {c['train_s_per_round']:.1f} s/round, eval {c['eval_s_per_1000_examples']:.2f} "
-              f"s/1000 examples; one final run {c['one_final_run_hours']:.2f} h; full paper compare "
-              f"{c['total_gpu_hours']:.1f} GPU-h ({c['search_runs']} search + {c['final_runs']} final runs)")
+        print(
+            f"{r['task']}: train {c['train_s_per_round']:.1f} s/round, eval {c['eval_s_per_1000_examples']:.2f} "
+            f"s/1000 examples; one final run {c['one_final_run_hours']:.2f} h; full paper compare "
+            f"{c['total_gpu_hours']:.1f} GPU-h ({c['search_runs']} search + {c['final_runs']} final runs)"
+        )
         for m, v in r["methods"].items():
             peak = f", peak {v['peak_gpu_mb']:.0f} MB" if v["peak_gpu_mb"] else ""
             print(f"  {m}: rounds {['%.1f' % s for s in v['round_wall_s']]} s{peak}")

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from lalora_lite.study.runs import Runner, default_workers
-from lalora_lite.study.comparison import search_clips, search_spec
 from lalora_lite.methods import get_method
+from lalora_lite.study.comparison import search_clips, search_spec
+from lalora_lite.study.runs import Runner, default_workers
 from lalora_lite.study.search import score
 from lalora_lite.tasks import get_profile
 
@@ -48,12 +48,20 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     lrs = args.lrs or profile.lr_grid
     clips = args.clips or search_clips(profile, args.method)
     seeds = args.seeds or profile.seeds
-    specs = [search_spec(args.task, args.profile, profile, args.method, args.epsilon, seed, lr, clip)
-             for lr in lrs for clip in clips for seed in seeds]
+    specs = [
+        search_spec(args.task, args.profile, profile, args.method, args.epsilon, seed, lr, clip)
+        for lr in lrs
+        for clip in clips
+        for seed in seeds
+    ]
     with Runner(Path(args.runs), args.workers) as runner:
         histories = runner.run(specs, "runs")
-    scores = pd.DataFrame([{"lr": s.lr, "clip_norm": s.clip_norm, "seed": s.seed, "score": 100 * score(h)}
-                           for s, h in zip(specs, histories)])
+    scores = pd.DataFrame(
+        [
+            {"lr": s.lr, "clip_norm": s.clip_norm, "seed": s.seed, "score": 100 * score(h)}
+            for s, h in zip(specs, histories)
+        ]
+    )
     table = scores.pivot_table(index=["lr", "clip_norm"], columns="seed", values="score")
     table["mean"] = table.mean(axis=1)
     eps = "nodp" if args.epsilon is None else f"eps{args.epsilon:g}"

@@ -30,9 +30,9 @@ import torch
 
 from lalora_lite.data import dirichlet_partition
 from lalora_lite.federated import FederatedConfig, run_federated
-from lalora_lite.tasks.profiles import Profile
 from lalora_lite.sampling import sample_clients
 from lalora_lite.tasks import get_profile, get_task
+from lalora_lite.tasks.profiles import Profile
 from lalora_lite.training import LocalConfig
 
 
@@ -55,15 +55,26 @@ def run(args: argparse.Namespace) -> None:
     task = spec.builder(spec, profile, args.seed)
     rounds, steps = args.rounds or profile.rounds, args.steps or profile.local_steps
     eval_every = args.eval_every or profile.eval_every
-    local = LocalConfig(local_steps=steps, batch_size=profile.batch_size, lr=args.lr, clip_norm=args.clip,
-                        optimizer=profile.optimizer)
-    cfg = FederatedConfig(args.method, rounds=rounds, clients_per_round=profile.clients_per_round, local=local,
-                          epsilon=args.epsilon, count_steps="expected", lr_schedule=args.schedule,
-                          eval_every=eval_every, seed=args.seed)
+    local = LocalConfig(
+        local_steps=steps, batch_size=profile.batch_size, lr=args.lr, clip_norm=args.clip, optimizer=profile.optimizer
+    )
+    cfg = FederatedConfig(
+        args.method,
+        rounds=rounds,
+        clients_per_round=profile.clients_per_round,
+        local=local,
+        epsilon=args.epsilon,
+        count_steps="expected",
+        lr_schedule=args.schedule,
+        eval_every=eval_every,
+        seed=args.seed,
+    )
     start = time.perf_counter()
     history = run_federated(task.backbone, task.clients, task.val, cfg, progress=False).dropna(subset=["accuracy"])
-    print(f"{args.task} {' '.join(args.set)} {args.method} eps={args.epsilon} rounds={rounds} steps={steps} "
-          f"lr={args.lr} clip={args.clip} {args.schedule} seed={args.seed}: {time.perf_counter() - start:.0f} s")
+    print(
+        f"{args.task} {' '.join(args.set)} {args.method} eps={args.epsilon} rounds={rounds} steps={steps} "
+        f"lr={args.lr} clip={args.clip} {args.schedule} seed={args.seed}: {time.perf_counter() - start:.0f} s"
+    )
     print("validation accuracy by round:", {int(r): round(a, 3) for r, a in zip(history["round"], history["accuracy"])})
 
 
@@ -102,8 +113,13 @@ def main() -> None:
     one.add_argument("--schedule", default="cosine", choices=["constant", "cosine"])
     one.add_argument("--eval-every", type=int, help="default: the cpu profile's")
     one.add_argument("--seed", type=int, default=0, help="the client split and the run's randomness")
-    one.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                     help="replace a field of the cpu profile (repeatable)")
+    one.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="replace a field of the cpu profile (repeatable)",
+    )
     one.set_defaults(func=run)
     sub.add_parser("skew").set_defaults(func=skew)
     args = parser.parse_args()

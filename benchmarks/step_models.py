@@ -59,8 +59,11 @@ def backbone(spec: Spec) -> torch.nn.Module:
             import timm
 
             return timm.create_model("swin_base_patch4_window7_224", pretrained=False, num_classes=100)
-        dims = dict(embed_dim=32, depths=(2, 2), num_heads=(2, 4)) if spec.size == "tiny" else \
-            dict(embed_dim=96, depths=(2, 2, 6), num_heads=(3, 6, 12))
+        dims = (
+            dict(embed_dim=32, depths=(2, 2), num_heads=(2, 4))
+            if spec.size == "tiny"
+            else dict(embed_dim=96, depths=(2, 2, 6), num_heads=(3, 6, 12))
+        )
         return SwinTransformer(img_size=32, patch_size=2, window_size=4, in_chans=3, num_classes=100, **dims)
     if spec.size == "small":
         from lalora_lite.models import minilm
@@ -70,8 +73,15 @@ def backbone(spec: Spec) -> torch.nn.Module:
 
     if spec.size == "paper":
         return RobertaForSequenceClassification(RobertaConfig(num_labels=2))  # roberta-base's dimensions
-    config = RobertaConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                           intermediate_size=64, max_position_embeddings=64, num_labels=2)
+    config = RobertaConfig(
+        vocab_size=100,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        num_labels=2,
+    )
     return RobertaForSequenceClassification(config)
 
 
@@ -99,7 +109,8 @@ def ours(spec: Spec, device: torch.device) -> tuple[torch.nn.Module, dict[str, t
 def with_peft(spec: Spec, device: torch.device) -> torch.nn.Module:
     import peft
 
-    config = peft.LoraConfig(r=spec.rank, lora_alpha=2 * spec.rank, target_modules=list(spec.targets),
-                             modules_to_save=list(spec.head))
+    config = peft.LoraConfig(
+        r=spec.rank, lora_alpha=2 * spec.rank, target_modules=list(spec.targets), modules_to_save=list(spec.head)
+    )
     model = backbone(spec).to(device)  # to the device *before* peft (opacus issue 820)
     return peft.get_peft_model(model, config).train()

@@ -64,20 +64,29 @@ def measure(task: str, profile_name: str, batches: list[int], repeats: int) -> d
             step(model, params, batch)
         times: dict[str, list[float]] = {name: [] for name in steps}
         for r in range(repeats):
-            for name in (("dp", "plain") if r % 2 == 0 else ("plain", "dp")):  # in turns
+            for name in ("dp", "plain") if r % 2 == 0 else ("plain", "dp"):  # in turns
                 start = time.perf_counter()
                 steps[name](model, params, batch)
                 times[name].append((time.perf_counter() - start) / b)
         flops = flops_per_example(model, params, batch)
         row = {"batch": b, "flops_per_example": flops}
         for name, t in times.items():
-            row |= {f"{name}_ms_per_example": 1e3 * statistics.median(t), f"{name}_ms_min": 1e3 * min(t),
-                    f"{name}_ms_max": 1e3 * max(t)}
+            row |= {
+                f"{name}_ms_per_example": 1e3 * statistics.median(t),
+                f"{name}_ms_min": 1e3 * min(t),
+                f"{name}_ms_max": 1e3 * max(t),
+            }
         row["plain_gflops_per_s"] = flops / (row["plain_ms_per_example"] / 1e3) / 1e9
         row["dp_over_plain"] = row["dp_ms_per_example"] / row["plain_ms_per_example"]
         rows.append(row)
-    return {"task": task, "profile": profile_name, "threads": RUN_THREADS, "repeats": repeats,
-            "cpu": torch.backends.cpu.get_cpu_capability(), "rows": rows}
+    return {
+        "task": task,
+        "profile": profile_name,
+        "threads": RUN_THREADS,
+        "repeats": repeats,
+        "cpu": torch.backends.cpu.get_cpu_capability(),
+        "rows": rows,
+    }
 
 
 def main() -> None:
@@ -95,9 +104,11 @@ def main() -> None:
     print(f"{args.task} [{args.profile}], {RUN_THREADS} thread, median (min-max) of {args.repeats} in turns")
     print(f"{'batch':>6} {'DP step ms/ex':>22} {'plain ms/ex':>22} {'DP/plain':>9} {'MFLOP/ex':>9} {'GFLOP/s':>8}")
     for r in result["rows"]:
-        print(f"{r['batch']:>6} {r['dp_ms_per_example']:>8.2f} ({r['dp_ms_min']:.2f}-{r['dp_ms_max']:.2f}) "
-              f"{r['plain_ms_per_example']:>8.2f} ({r['plain_ms_min']:.2f}-{r['plain_ms_max']:.2f}) "
-              f"{r['dp_over_plain']:>9.2f} {r['flops_per_example'] / 1e6:>9.1f} {r['plain_gflops_per_s']:>8.1f}")
+        print(
+            f"{r['batch']:>6} {r['dp_ms_per_example']:>8.2f} ({r['dp_ms_min']:.2f}-{r['dp_ms_max']:.2f}) "
+            f"{r['plain_ms_per_example']:>8.2f} ({r['plain_ms_min']:.2f}-{r['plain_ms_max']:.2f}) "
+            f"{r['dp_over_plain']:>9.2f} {r['flops_per_example'] / 1e6:>9.1f} {r['plain_gflops_per_s']:>8.1f}"
+        )
     path = Path(args.out) / f"step_scaling-{args.task}-{args.profile}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2))

@@ -44,6 +44,17 @@ from .methods import METHODS, get_method  # noqa: E402
 from .privacy import clip_and_sum, noisy_gradient  # noqa: E402
 from .training import LocalConfig, local_update  # noqa: E402
 
-__all__ = ["METHODS", "FederatedConfig", "LocalConfig", "clip_and_sum", "fedavg", "get_method", "inject_lora",
-           "local_update", "merge_lora", "noisy_gradient", "run_federated"]
+__all__ = [
+    "METHODS",
+    "FederatedConfig",
+    "LocalConfig",
+    "clip_and_sum",
+    "fedavg",
+    "get_method",
+    "inject_lora",
+    "local_update",
+    "merge_lora",
+    "noisy_gradient",
+    "run_federated",
+]
 __version__ = "0.1.0"

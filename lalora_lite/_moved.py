@@ -16,11 +16,20 @@ from types import ModuleType
 
 # old module -> the module(s) its names now live in (the first is the one to import from)
 MOVED = {
-    "profiles": ("tasks.profiles",), "loaders": ("tasks.loaders",), "prefix": ("tasks.prefix",),
-    "experiments": ("study.comparison", "study.runs", "study.stored"), "search": ("study.search",), "stats": ("study.stats",),
-    "stored": ("study.stored",), "estimate": ("study.estimate",), "transfer": ("study.transfer",),
-    "plotting": ("study.plotting", "study.tables", "study.paths"), "paper": ("study.paper",), "style": ("study.style",),
-    "audit": ("diagnostics.audit",), "audit_run": ("diagnostics.audit_run",),
+    "profiles": ("tasks.profiles",),
+    "loaders": ("tasks.loaders",),
+    "prefix": ("tasks.prefix",),
+    "experiments": ("study.comparison", "study.runs", "study.stored"),
+    "search": ("study.search",),
+    "stats": ("study.stats",),
+    "stored": ("study.stored",),
+    "estimate": ("study.estimate",),
+    "transfer": ("study.transfer",),
+    "plotting": ("study.plotting", "study.tables", "study.paths"),
+    "paper": ("study.paper",),
+    "style": ("study.style",),
+    "audit": ("diagnostics.audit",),
+    "audit_run": ("diagnostics.audit_run",),
     "authors_mechanism": ("diagnostics.authors_mechanism",),
 }
 
@@ -38,8 +47,11 @@ class _MovedFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
     def exec_module(self, module: ModuleType) -> None:
         targets = [f"{self.package}.{t}" for t in MOVED[module.__name__.removeprefix(f"{self.package}.")]]
-        warnings.warn(f"{module.__name__} moved to {targets[0]}; the old path goes in the next release",
-                      DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            f"{module.__name__} moved to {targets[0]}; the old path goes in the next release",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         for target in reversed(targets):  # the first target's names win
             new = importlib.import_module(target)
             module.__dict__.update({k: v for k, v in vars(new).items() if not k.startswith("__")})

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+
 def save_atomically(obj: object, path: Path) -> None:
     """``torch.save(obj, path)`` such that ``path`` is only ever absent or whole: written under a name
     of this process, then renamed (atomic), so neither an interruption nor a reader in another process
@@ -43,11 +44,14 @@ class Checkpoint:
         try:
             state = torch.load(path, weights_only=True, map_location="cpu")
         except Exception as err:  # noqa: BLE001 - every unreadable file gets the same clear message
-            raise ValueError(f"{path} is not a readable lalora_lite checkpoint ({type(err).__name__}: "
-                             f"{str(err).splitlines()[0][:200]}); delete it to start the run afresh") from None
+            raise ValueError(
+                f"{path} is not a readable lalora_lite checkpoint ({type(err).__name__}: "
+                f"{str(err).splitlines()[0][:200]}); delete it to start the run afresh"
+            ) from None
         fields = {f.name for f in dataclasses.fields(cls)}
         if not isinstance(state, dict) or set(state) != fields:
             found = sorted(state) if isinstance(state, dict) else type(state).__name__
-            raise ValueError(f"{path} is not a lalora_lite checkpoint: expected the fields {sorted(fields)}, "
-                             f"found {found}")
+            raise ValueError(
+                f"{path} is not a lalora_lite checkpoint: expected the fields {sorted(fields)}, found {found}"
+            )
         return cls(**state)

@@ -36,13 +36,17 @@ def cmd_estimate(args: argparse.Namespace) -> None:
     from .study.estimate import DEVICES, estimate
 
     profile_name = current_profile(args.profile)
-    print("| task | profile | device | GFLOP/example (fwd) | s per round | min per run | runs | h per method and budget "
-          "| h for the comparison | GB per DP step |\n|---|---|---|---|---|---|---|---|---|---|")
+    print(
+        "| task | profile | device | GFLOP/example (fwd) | s per round | min per run | runs | h per method and budget "
+        "| h for the comparison | GB per DP step |\n|---|---|---|---|---|---|---|---|---|---|"
+    )
     for device in args.devices or DEVICES:
         e = estimate(args.task, profile_name, device)
-        print(f"| {args.task} | {profile_name} | {device} | {e['forward_gflop_per_example']:.1f} | "
-              f"{e['train_s_per_round']:.2f} | {e['run_min']:.1f} | {e['runs']} | {e['hours_per_method_and_budget']:.2f} | "
-              f"{e['compare_hours']:.1f} | {e['step_memory_gb']:.1f} |")
+        print(
+            f"| {args.task} | {profile_name} | {device} | {e['forward_gflop_per_example']:.1f} | "
+            f"{e['train_s_per_round']:.2f} | {e['run_min']:.1f} | {e['runs']} | {e['hours_per_method_and_budget']:.2f} | "
+            f"{e['compare_hours']:.1f} | {e['step_memory_gb']:.1f} |"
+        )
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -51,21 +55,30 @@ def cmd_run(args: argparse.Namespace) -> None:
 
     profile_name = current_profile(args.profile)
     profile = get_profile(args.task, profile_name)
-    spec = RunSpec(args.task, profile_name, args.method, args.epsilon, args.seed,
-                   args.lr if args.lr is not None else profile.lr_grid[0],
-                   args.clip_norm if args.clip_norm is not None else profile.clip_grid[0],
-                   args.rounds or profile.rounds, "test")
+    spec = RunSpec(
+        args.task,
+        profile_name,
+        args.method,
+        args.epsilon,
+        args.seed,
+        args.lr if args.lr is not None else profile.lr_grid[0],
+        args.clip_norm if args.clip_norm is not None else profile.clip_grid[0],
+        args.rounds or profile.rounds,
+        "test",
+    )
     history = execute(spec, Path(args.runs), device=args.device)
     last = history.iloc[-1]
-    print(f"{args.task} [{profile_name}] {args.method}: test accuracy {last['accuracy']:.4f} after "
-          f"{int(last['round'])} rounds, epsilon spent {last['epsilon_spent']:.3f}")
+    print(
+        f"{args.task} [{profile_name}] {args.method}: test accuracy {last['accuracy']:.4f} after "
+        f"{int(last['round'])} rounds, epsilon spent {last['epsilon_spent']:.3f}"
+    )
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
     from .study.comparison import compare
     from .study.plotting import redraw
-    from .study.tables import summary_markdown
     from .study.stats import run_table, summary
+    from .study.tables import summary_markdown
     from .tasks import get_task
 
     profile_name = current_profile(args.profile)
@@ -74,10 +87,18 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
         for kind in device_kinds(args.device):
             print(f"{args.task} [{profile_name}] {estimate_line(args.task, profile_name, kind)}", flush=True)
-    history = compare(args.task, profile_name, tuple(args.methods) if args.methods else None,
-                      tuple(args.epsilons) if args.epsilons else None, tuple(args.seeds) if args.seeds else None,
-                      Path(args.runs), Path(args.results), device=args.device, workers=args.workers,
-                      tune_on=args.tune_on)
+    history = compare(
+        args.task,
+        profile_name,
+        tuple(args.methods) if args.methods else None,
+        tuple(args.epsilons) if args.epsilons else None,
+        tuple(args.seeds) if args.seeds else None,
+        Path(args.runs),
+        Path(args.results),
+        device=args.device,
+        workers=args.workers,
+        tune_on=args.tune_on,
+    )
     print(summary_markdown(summary(run_table(history))))
     for path in redraw(Path(args.results), Path(args.figures)):
         print(f"wrote {path}")
@@ -106,11 +127,27 @@ def cmd_audit(args: argparse.Namespace) -> None:
 
     profile = current_profile(args.profile)
     tables = run_audit(profile, Path(args.results), Path(args.figures), args.seed)
-    columns = {"step_audit": ["mechanism", "claimed_epsilon", "epsilon_lb_cp", "epsilon_lb_gdp", "mu_estimate",
-                              "claimed_mu", "trials"],
-               "local_update_audit": ["mechanism", "claimed_epsilon", "epsilon_lb_cp", "epsilon_lb_gdp",
-                                      "mu_estimate", "claimed_mu", "trials"],
-               "one_run_audit": ["mechanism", "claimed_epsilon", "canaries", "guesses", "correct", "epsilon_lb"]}
+    columns = {
+        "step_audit": [
+            "mechanism",
+            "claimed_epsilon",
+            "epsilon_lb_cp",
+            "epsilon_lb_gdp",
+            "mu_estimate",
+            "claimed_mu",
+            "trials",
+        ],
+        "local_update_audit": [
+            "mechanism",
+            "claimed_epsilon",
+            "epsilon_lb_cp",
+            "epsilon_lb_gdp",
+            "mu_estimate",
+            "claimed_mu",
+            "trials",
+        ],
+        "one_run_audit": ["mechanism", "claimed_epsilon", "canaries", "guesses", "correct", "epsilon_lb"],
+    }
     for name, table in tables.items():
         print(f"\n{name} ({profile}):\n{table[columns[name]].round(3).to_string(index=False)}")
     print(f"\nwrote {Path(args.results) / 'audit' / profile}/*.csv and {Path(args.figures) / f'audit-{profile}.png'}")
@@ -161,9 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--epsilons", nargs="+", type=float, help="default: the profile's")
     cmp.add_argument("--seeds", nargs="+", type=int, help="default: the profile's")
     cmp.add_argument("--workers", type=int, help="parallel run processes (default: one per core; 1 on a GPU)")
-    cmp.add_argument("--tune-on", choices=("private", "public"), default="private",
-                     help="search on the private validation split (default) or on the task's public data (no privacy "
-                          "cost; results in <profile>+public-tuning)")
+    cmp.add_argument(
+        "--tune-on",
+        choices=("private", "public"),
+        default="private",
+        help="search on the private validation split (default) or on the task's public data (no privacy "
+        "cost; results in <profile>+public-tuning)",
+    )
     cmp.add_argument("--results", default="results")
     cmp.add_argument("--figures", default="figures")
     cmp.set_defaults(func=cmd_compare)
@@ -174,16 +215,25 @@ def build_parser() -> argparse.ArgumentParser:
     fig.set_defaults(func=cmd_figures)
 
     aud = sub.add_parser("audit", help="empirical privacy audit (canary attack -> epsilon lower bounds)")
-    aud.add_argument("--profile", choices=PROFILES, help="smoke (seconds) or cpu (minutes); default: $LALORA_PROFILE or cpu")
+    aud.add_argument(
+        "--profile", choices=PROFILES, help="smoke (seconds) or cpu (minutes); default: $LALORA_PROFILE or cpu"
+    )
     aud.add_argument("--seed", type=int, default=0)
     aud.add_argument("--results", default="results")
     aud.add_argument("--figures", default="figures")
     aud.set_defaults(func=cmd_audit)
 
-    pre = sub.add_parser("pretrain", help="build the cached stand-in backbone and report transfer quality "
-                                          "(non-private, centralised: fresh head, head only, LoRA + head)")
-    pre.add_argument("--task", default="fmnist-swin", choices=["fmnist-swin", "wordnet-minilm"],
-                     help="fmnist-swin pretrains its Swin first (cached); wordnet-minilm uses pretrained MiniLM")
+    pre = sub.add_parser(
+        "pretrain",
+        help="build the cached stand-in backbone and report transfer quality "
+        "(non-private, centralised: fresh head, head only, LoRA + head)",
+    )
+    pre.add_argument(
+        "--task",
+        default="fmnist-swin",
+        choices=["fmnist-swin", "wordnet-minilm"],
+        help="fmnist-swin pretrains its Swin first (cached); wordnet-minilm uses pretrained MiniLM",
+    )
     pre.add_argument("--profile", choices=PROFILES)
     pre.add_argument("--results", default="results")
     pre.set_defaults(func=cmd_pretrain)

@@ -77,8 +77,10 @@ def validate(cfg: FederatedConfig, num_clients: int) -> None:
     local = cfg.local
     checks = [
         (cfg.rounds >= 1, f"rounds must be >= 1, got {cfg.rounds}"),
-        (1 <= cfg.clients_per_round <= num_clients,
-         f"clients_per_round must be in [1, {num_clients}] (the number of clients), got {cfg.clients_per_round}"),
+        (
+            1 <= cfg.clients_per_round <= num_clients,
+            f"clients_per_round must be in [1, {num_clients}] (the number of clients), got {cfg.clients_per_round}",
+        ),
         (local.local_steps >= 1, f"local_steps must be >= 1, got {local.local_steps}"),
         (local.batch_size >= 1, f"batch_size must be >= 1, got {local.batch_size}"),
         (local.lr > 0, f"lr must be > 0, got {local.lr}"),
@@ -89,8 +91,10 @@ def validate(cfg: FederatedConfig, num_clients: int) -> None:
         (local.precision in PRECISIONS, f"unknown precision {local.precision!r}; allowed: {', '.join(PRECISIONS)}"),
         (cfg.accountant in ACCOUNTANTS, f"unknown accountant {cfg.accountant!r}; allowed: {', '.join(ACCOUNTANTS)}"),
         (cfg.count_steps in STEP_COUNTS, f"unknown count_steps {cfg.count_steps!r}; allowed: {', '.join(STEP_COUNTS)}"),
-        (cfg.lr_schedule in LR_SCHEDULES,
-         f"unknown lr_schedule {cfg.lr_schedule!r}; allowed: {', '.join(LR_SCHEDULES)}"),
+        (
+            cfg.lr_schedule in LR_SCHEDULES,
+            f"unknown lr_schedule {cfg.lr_schedule!r}; allowed: {', '.join(LR_SCHEDULES)}",
+        ),
         (cfg.eval_every >= 1, f"eval_every must be >= 1, got {cfg.eval_every}"),
     ]
     for ok, message in checks:
@@ -151,7 +155,9 @@ def evaluation_count(rounds: int, eval_every: int) -> int:
     return -(-rounds // eval_every)
 
 
-def evaluate_global(model: torch.nn.Module, test: Dataset, cfg: FederatedConfig, round_index: int) -> tuple[float, float]:
+def evaluate_global(
+    model: torch.nn.Module, test: Dataset, cfg: FederatedConfig, round_index: int
+) -> tuple[float, float]:
     """``(accuracy, loss)`` of the global model after round ``round_index``, or NaNs in a round that
     :func:`evaluated` skips."""
     if not evaluated(cfg, round_index):
@@ -311,8 +317,13 @@ class ServerState:
     history: list[dict]
 
     @classmethod
-    def start(cls, cfg: FederatedConfig, global_state: dict[str, torch.Tensor], client_sizes: Sequence[int],
-              checkpoint: Path | None) -> ServerState:
+    def start(
+        cls,
+        cfg: FederatedConfig,
+        global_state: dict[str, torch.Tensor],
+        client_sizes: Sequence[int],
+        checkpoint: Path | None,
+    ) -> ServerState:
         """Fresh ledgers and ``global_state`` at round 0, or the state saved in ``checkpoint``."""
         ledgers = make_ledgers(cfg, client_sizes) if get_method(cfg.method).private else None
         state = cls(cfg, 0, global_state, ledgers, [])
@@ -368,8 +379,9 @@ def run_federated(
     server = ServerState.start(cfg, lora_state(model, head), sizes, path)  # calibrates every client's noise
     setup_s = time.perf_counter() - setup_start
 
-    bar = tqdm(range(server.round, cfg.rounds), initial=server.round, total=cfg.rounds, desc=cfg.method,
-               disable=not progress)
+    bar = tqdm(
+        range(server.round, cfg.rounds), initial=server.round, total=cfg.rounds, desc=cfg.method, disable=not progress
+    )
     for t in bar:
         t0 = time.perf_counter()
         results, weights = [], []

@@ -82,7 +82,9 @@ METHODS: dict[str, Method] = {
         Method("dp-lora+filter", every_step_both, smooth=True, description="DP-LoRA + low-pass filter (ablation)"),
         Method("ffa-lora", only_b, upload_trained_only=True, description="B only, A frozen at init (Sun et al. 2024)"),
         Method(
-            "rolora", alternate_per_round, upload_trained_only=True,
+            "rolora",
+            alternate_per_round,
+            upload_trained_only=True,
             description="one factor per round, B first (Chen et al. 2025)",
         ),
         Method("lalora", alternate_per_step, smooth=True, description="one factor per step, B first, + filter"),

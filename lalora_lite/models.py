@@ -65,8 +65,15 @@ def tiny_swin(
 
     torch.manual_seed(seed)
     model = SwinTransformer(
-        img_size=img_size, patch_size=patch_size, window_size=4, in_chans=in_chans, num_classes=num_classes,
-        embed_dim=embed_dim, depths=depths, num_heads=num_heads, drop_path_rate=0.0,
+        img_size=img_size,
+        patch_size=patch_size,
+        window_size=4,
+        in_chans=in_chans,
+        num_classes=num_classes,
+        embed_dim=embed_dim,
+        depths=depths,
+        num_heads=num_heads,
+        drop_path_rate=0.0,
     )
     return Backbone(model, ("head",), SWIN_TARGETS)
 
@@ -85,9 +92,15 @@ def tiny_roberta(num_labels: int, vocab_size: int = 100, hidden: int = 32, layer
 
     torch.manual_seed(seed)
     config = RobertaConfig(
-        vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
-        intermediate_size=2 * hidden, max_position_embeddings=64, num_labels=num_labels,
-        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=64,
+        num_labels=num_labels,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
     )
     return Backbone(RobertaForSequenceClassification(config), ("classifier",), BERT_TARGETS)
 

@@ -41,8 +41,7 @@ def fold_rows(t: torch.Tensor, batch_size: int) -> torch.Tensor:
     rows = t.shape[0]
     if rows % batch_size:
         raise RuntimeError(
-            f"a layer saw {rows} rows for a batch of {batch_size} examples; "
-            "cannot attribute rows to examples"
+            f"a layer saw {rows} rows for a batch of {batch_size} examples; cannot attribute rows to examples"
         )
     return t.reshape(batch_size, -1, t.shape[-1])
 
@@ -143,12 +142,16 @@ def per_example_gradients(model: nn.Module, loss_fn: LossFn, batch_size: int) ->
     return engine.grads
 
 
-def per_example_by_loop(model: nn.Module, batch_size: int, loss_of: Callable[[int], torch.Tensor]) -> dict[str, torch.Tensor]:
+def per_example_by_loop(
+    model: nn.Module, batch_size: int, loss_of: Callable[[int], torch.Tensor]
+) -> dict[str, torch.Tensor]:
     """The slow, obvious reference for :func:`per_example_gradients`: one backward pass per example.
     ``loss_of(i)`` runs a forward pass on example ``i`` alone and returns its loss; returns
     name -> ``(batch_size, *param.shape)`` for every parameter that requires grad."""
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     params = [p for p in model.parameters() if p.requires_grad]
     rows = [torch.autograd.grad(loss_of(i), params, allow_unused=True) for i in range(batch_size)]
-    return {n: torch.stack([r[j] if r[j] is not None else torch.zeros_like(params[j]) for r in rows])
-            for j, n in enumerate(names)}
+    return {
+        n: torch.stack([r[j] if r[j] is not None else torch.zeros_like(params[j]) for r in rows])
+        for j, n in enumerate(names)
+    }

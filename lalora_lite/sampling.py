@@ -30,8 +30,9 @@ def _fillable(left: np.ndarray, rounds: int, k: int) -> int:
 
 
 @lru_cache(maxsize=64)
-def client_schedule(seed: int, rounds: int, num_clients: int, k: int,
-                    rounds_per_client: int) -> tuple[tuple[int, ...], ...]:
+def client_schedule(
+    seed: int, rounds: int, num_clients: int, k: int, rounds_per_client: int
+) -> tuple[tuple[int, ...], ...]:
     """The clients of every round when each client's budget covers ``rounds_per_client`` rounds.
 
     Round ``t`` draws ``k`` clients uniformly without replacement among those with budget left

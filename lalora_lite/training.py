@@ -130,8 +130,11 @@ def step_gradient(
     if precision != "fp32":
         per_example, dropped = unscale_per_example(per_example, scale)
         if dropped:
-            warnings.warn(f"{dropped} of {b} examples had a non-finite {precision} gradient and contributed zero "
-                          "(per example, before clipping: the privacy guarantee is unchanged)", stacklevel=2)
+            warnings.warn(
+                f"{dropped} of {b} examples had a non-finite {precision} gradient and contributed zero "
+                "(per example, before clipping: the privacy guarantee is unchanged)",
+                stacklevel=2,
+            )
     if canary is not None:
         per_example = canary.add(per_example)
     noisy = noisy_gradient(per_example, dp.clip_norm, dp.noise_multiplier, dp.expected_batch_size, generator)
@@ -194,7 +197,9 @@ def local_update(
     return sum(finite) / len(finite) if finite else float("nan")
 
 
-def pretrain(model: nn.Module, data: Dataset, steps: int, batch_size: int = 64, lr: float = 2e-3, seed: int = 0) -> float:
+def pretrain(
+    model: nn.Module, data: Dataset, steps: int, batch_size: int = 64, lr: float = 2e-3, seed: int = 0
+) -> float:
     """Non-private full training with AdamW (the "public pretraining" of a stand-in backbone).
 
     Returns the last batch's loss. Trains every parameter; call before :func:`inject_lora`.

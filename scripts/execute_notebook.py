@@ -24,9 +24,12 @@ STAMP = "> **Outputs below:**"
 
 
 def commit() -> str:
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "lalora_lite", "notebooks"], cwd=ROOT,
-                           capture_output=True, text=True).stdout.strip()
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "lalora_lite", "notebooks"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
     return f"`{head}`" + (" plus uncommitted changes to the package or notebooks" if dirty else "")
 
 
@@ -36,12 +39,15 @@ def execute(path: Path, profile: str, timeout: int) -> float:
         nb.cells.pop(0)
     os.environ["LALORA_PROFILE"] = profile  # the kernel inherits it
     start = time.perf_counter()
-    nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}}).execute()
+    nbclient.NotebookClient(
+        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    ).execute()
     seconds = time.perf_counter() - start
-    stamp = (f"{STAMP} `{profile}` profile, executed {datetime.date.today()} on a {os.cpu_count()}-core CPU machine "
-             f"in {seconds:.0f} s (`scripts/execute_notebook.py`), code of commit {commit()}. CI executes the "
-             "`smoke` profile from scratch (`tests/test_notebooks.py`).")
+    stamp = (
+        f"{STAMP} `{profile}` profile, executed {datetime.date.today()} on a {os.cpu_count()}-core CPU machine "
+        f"in {seconds:.0f} s (`scripts/execute_notebook.py`), code of commit {commit()}. CI executes the "
+        "`smoke` profile from scratch (`tests/test_notebooks.py`)."
+    )
     nb.cells.insert(0, nbformat.v4.new_markdown_cell(stamp))
     nbformat.write(nb, path)
     return seconds

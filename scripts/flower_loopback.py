@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import os
+import re
 import shutil
 import signal
 import socket
@@ -60,9 +60,13 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, required=True)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--kill-client", type=int, default=None,
-                        help="partition whose SuperNode is killed (default: one that trained before the kill, "
-                             "sits out the next round and trains again later)")
+    parser.add_argument(
+        "--kill-client",
+        type=int,
+        default=None,
+        help="partition whose SuperNode is killed (default: one that trained before the kill, "
+        "sits out the next round and trains again later)",
+    )
     parser.add_argument("--kill-after", type=int, default=2, help="kill it once this round is checkpointed")
     parser.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
     args = parser.parse_args()
@@ -72,11 +76,18 @@ def main() -> int:
     # kill never hits a training client (its reply would be waited for until the reply timeout)
     # (every-round counting: no budget binds, so the server's schedule is the plain seeded draw)
     schedule = client_schedule(SEED, args.rounds, args.clients, CLIENTS_PER_ROUND, args.rounds)
-    fits = [c for c in range(args.clients) if any(c in schedule[t] for t in range(args.kill_after))
-            and c not in schedule[args.kill_after] and any(c in s for s in schedule[args.kill_after + 1:])]
+    fits = [
+        c
+        for c in range(args.clients)
+        if any(c in schedule[t] for t in range(args.kill_after))
+        and c not in schedule[args.kill_after]
+        and any(c in s for s in schedule[args.kill_after + 1 :])
+    ]
     if args.kill_client is None and not fits:
-        parser.error(f"no client trains before round {args.kill_after + 1}, sits it out and trains later "
-                     f"(schedule {schedule}); change --rounds or --kill-after")
+        parser.error(
+            f"no client trains before round {args.kill_after + 1}, sits it out and trains later "
+            f"(schedule {schedule}); change --rounds or --kill-after"
+        )
     kill = fits[0] if args.kill_client is None else args.kill_client
     if not 0 <= kill < args.clients:
         parser.error(f"--kill-client must be in [0, {args.clients - 1}], got {kill}")
@@ -86,21 +97,39 @@ def main() -> int:
     (work / "flwr-home").mkdir(parents=True)
     link = free_port()  # flwr 1.42: the SuperLink serves its Fleet, Control and Runtime APIs over HTTP on one port
     (work / "flwr-home" / "config.toml").write_text(
-        f'[superlink]\ndefault = "loopback"\n\n[superlink.loopback]\naddress = "127.0.0.1:{link}"\ninsecure = true\n')
+        f'[superlink]\ndefault = "loopback"\n\n[superlink.loopback]\naddress = "127.0.0.1:{link}"\ninsecure = true\n'
+    )
     # the SuperLink and SuperNodes start helper processes (flower-superexec, flwr-clientapp) by name
-    env = {**os.environ, "FLWR_HOME": str(work / "flwr-home"), "PYTHONUNBUFFERED": "1",
-           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {
+        **os.environ,
+        "FLWR_HOME": str(work / "flwr-home"),
+        "PYTHONUNBUFFERED": "1",
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     checkpoint = work / "server-checkpoint.pt"
     task_kwargs = {"num_clients": args.clients, "seed": 0, "pretrain_steps": 30}
-    run_config = {"task-kwargs": json.dumps(task_kwargs), "rounds": args.rounds, "threads": 1,
-                  "checkpoint": str(checkpoint), "reply-timeout": 120.0, "seed": SEED,
-                  "clients-per-round": CLIENTS_PER_ROUND, "count-steps": "every-round"}
+    run_config = {
+        "task-kwargs": json.dumps(task_kwargs),
+        "rounds": args.rounds,
+        "threads": 1,
+        "checkpoint": str(checkpoint),
+        "reply-timeout": 120.0,
+        "seed": SEED,
+        "clients-per-round": CLIENTS_PER_ROUND,
+        "count-steps": "every-round",
+    }
     procs: dict[str, subprocess.Popen] = {}
     run_id = ""
 
     def run_status(run: str) -> str:
-        listed = subprocess.run([str(BIN / "flwr"), "ls", "loopback", "--run-id", run, "--format", "json"], env=env,
-                                cwd=work, capture_output=True, text=True, timeout=60)
+        listed = subprocess.run(
+            [str(BIN / "flwr"), "ls", "loopback", "--run-id", run, "--format", "json"],
+            env=env,
+            cwd=work,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         try:
             return str(json.loads(listed.stdout)["runs"][0]["status"])
         except (ValueError, KeyError, IndexError):
@@ -108,30 +137,68 @@ def main() -> int:
 
     def start(name: str, cmd: list[str]) -> None:
         log = open(work / f"{name}.log", "a")
-        procs[name] = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=work,
-                                       start_new_session=True)
+        procs[name] = subprocess.Popen(
+            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=work, start_new_session=True
+        )
 
     def supernode(i: int) -> None:
         node_config = f'partition-id={i} num-partitions={args.clients} state-dir="{work / f"node{i}"}"'
-        start(f"node{i}", [str(BIN / "flower-supernode"), "--insecure", "--superlink", f"127.0.0.1:{link}",
-                           "--node-config", node_config, "--port", str(ports[i])])
+        start(
+            f"node{i}",
+            [
+                str(BIN / "flower-supernode"),
+                "--insecure",
+                "--superlink",
+                f"127.0.0.1:{link}",
+                "--node-config",
+                node_config,
+                "--port",
+                str(ports[i]),
+            ],
+        )
 
-    report: dict = {"clients": args.clients, "rounds": args.rounds, "schedule": schedule, "kill_client": kill,
-                    "kill_after_round": args.kill_after}
+    report: dict = {
+        "clients": args.clients,
+        "rounds": args.rounds,
+        "schedule": schedule,
+        "kill_client": kill,
+        "kill_after_round": args.kill_after,
+    }
     t0 = time.perf_counter()
     ports = [free_port() for _ in range(args.clients)]
     try:
-        start("superlink", [str(BIN / "flower-superlink"), "--insecure", "--disable-runtime-dependency-installation",
-                            "--host", "127.0.0.1", "--port", str(link)])
+        start(
+            "superlink",
+            [
+                str(BIN / "flower-superlink"),
+                "--insecure",
+                "--disable-runtime-dependency-installation",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(link),
+            ],
+        )
         wait_for_port(link, 60)
         for i in range(args.clients):
             supernode(i)
         # a TOML file: the key=value form of --run-config cannot carry the JSON of task-kwargs
         (work / "run-config.toml").write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in run_config.items()))
-        submitted = subprocess.run([str(BIN / "flwr"), "run", str(APP), "loopback", "--run-config",
-                                    str(work / "run-config.toml"),
-                                    ], env=env, cwd=work, capture_output=True, text=True,
-                                   timeout=120)
+        submitted = subprocess.run(
+            [
+                str(BIN / "flwr"),
+                "run",
+                str(APP),
+                "loopback",
+                "--run-config",
+                str(work / "run-config.toml"),
+            ],
+            env=env,
+            cwd=work,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         started = re.search(r"Successfully started run (\d+)", submitted.stdout + submitted.stderr)
         if submitted.returncode != 0 or started is None:
             raise RuntimeError(f"flwr run failed: {submitted.stdout}\n{submitted.stderr}")
@@ -168,8 +235,14 @@ def main() -> int:
     finally:
         if run_id:
             with open(work / "serverapp.log", "w") as log:
-                subprocess.run([str(BIN / "flwr"), "log", run_id, "loopback", "--show"], env=env, cwd=work,
-                               stdout=log, stderr=subprocess.STDOUT, timeout=60)
+                subprocess.run(
+                    [str(BIN / "flwr"), "log", run_id, "loopback", "--show"],
+                    env=env,
+                    cwd=work,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    timeout=60,
+                )
         for p in procs.values():
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGTERM)
@@ -202,14 +275,18 @@ def main() -> int:
     ref = Checkpoint.load(reference)
     report["epsilon_per_client"] = [round(PrivacyLedger.from_state_dict(l).epsilon, 4) for l in final["ledgers"]]
     report["tensors_identical"] = set(ref.global_state) == set(final["global_state"]) and all(
-        torch.equal(ref.global_state[k], final["global_state"][k]) for k in ref.global_state)
+        torch.equal(ref.global_state[k], final["global_state"][k]) for k in ref.global_state
+    )
     report["ledgers_identical"] = ref.ledgers == final["ledgers"]
     report["accuracy_identical"] = [r["accuracy"] for r in ref.history] == [r["accuracy"] for r in final["history"]]
-    report["ledger_not_reset"] = (report["ledger_steps_before_kill"] > 0
-                                  and report["ledger_steps_after_run"] >= report["ledger_steps_before_kill"]
-                                  and report["ledger_steps_after_run"] == report["server_ledger_steps"][kill])
-    report["passed"] = all(report[k] for k in ("tensors_identical", "ledgers_identical", "accuracy_identical",
-                                               "ledger_not_reset"))
+    report["ledger_not_reset"] = (
+        report["ledger_steps_before_kill"] > 0
+        and report["ledger_steps_after_run"] >= report["ledger_steps_before_kill"]
+        and report["ledger_steps_after_run"] == report["server_ledger_steps"][kill]
+    )
+    report["passed"] = all(
+        report[k] for k in ("tensors_identical", "ledgers_identical", "accuracy_identical", "ledger_not_reset")
+    )
     (work / "report.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
     return 0 if report["passed"] else 1

@@ -128,8 +128,14 @@ def summary(edges: dict[str, set[str]]) -> dict[str, object]:
     missing = unresolved(edges)
     edges = {m: {w for w in ws if w in edges} for m, ws in edges.items()}
     depth = layers(edges)
-    return {"modules": len(edges), "layers": 1 + max(depth.values()), "imports": sum(map(len, edges.values())),
-            "circles": circles(edges), "upward": upward(edges), "unresolved": missing}
+    return {
+        "modules": len(edges),
+        "layers": 1 + max(depth.values()),
+        "imports": sum(map(len, edges.values())),
+        "circles": circles(edges),
+        "upward": upward(edges),
+        "unresolved": missing,
+    }
 
 
 def main() -> None:

@@ -27,8 +27,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lalora_lite.study.runs import run_digest  # noqa: E402
 from lalora_lite.study.comparison import search_clips  # noqa: E402
+from lalora_lite.study.runs import run_digest  # noqa: E402
 from lalora_lite.study.search import GridSearch, score  # noqa: E402
 from lalora_lite.tasks import get_profile  # noqa: E402
 
@@ -41,10 +41,20 @@ def search_runs(folder: Path) -> pd.DataFrame:
         history = pd.read_csv(path)
         first = history.iloc[0]
         eps = first["epsilon_target"]
-        rows.append({"digest": path.stem.rsplit("_", 1)[-1], "task": first["task"], "profile": first["profile"],
-                     "method": first["method"], "epsilon": math.inf if pd.isna(eps) else float(eps),
-                     "seed": int(first["seed"]), "lr": float(first["lr"]), "clip": float(first["clip_norm"]),
-                     "score": score(history), "run_wall_s": float(first["run_wall_s"])})
+        rows.append(
+            {
+                "digest": path.stem.rsplit("_", 1)[-1],
+                "task": first["task"],
+                "profile": first["profile"],
+                "method": first["method"],
+                "epsilon": math.inf if pd.isna(eps) else float(eps),
+                "seed": int(first["seed"]),
+                "lr": float(first["lr"]),
+                "clip": float(first["clip_norm"]),
+                "score": score(history),
+                "run_wall_s": float(first["run_wall_s"]),
+            }
+        )
     if not rows:
         raise SystemExit(f"no finished search runs (val_*.csv) in {folder}")
     return pd.DataFrame(rows)
@@ -56,22 +66,33 @@ def progress(runs: pd.DataFrame) -> str:
     for digest, made_alike in runs.groupby("digest", sort=False):  # one profile digest's runs together
         first = made_alike.iloc[0]
         current = run_digest(get_profile(first["task"], first["profile"]))
-        blocks.append(f"== run digest {digest} ({len(made_alike)} runs): "
-                      + ("the current profile's" if digest == current else f"other settings (now {current})"))
+        blocks.append(
+            f"== run digest {digest} ({len(made_alike)} runs): "
+            + ("the current profile's" if digest == current else f"other settings (now {current})")
+        )
         for (task, profile_name, method, eps, seed), group in made_alike.groupby(
-                ["task", "profile", "method", "epsilon", "seed"], sort=False):
+            ["task", "profile", "method", "epsilon", "seed"], sort=False
+        ):
             profile = get_profile(task, profile_name)
             lrs, clips = set(group["lr"]), set(group["clip"])
             if digest == current and seed == profile.seeds[0]:  # the search's own: it starts from the profile's grid
                 lrs, clips = lrs | set(profile.lr_grid), clips | set(search_clips(profile, method))
-            grid = GridSearch(method, None if math.isinf(eps) else eps, tuple(sorted(lrs)), tuple(sorted(clips)),
-                              val_size=profile.val_size)
+            grid = GridSearch(
+                method,
+                None if math.isinf(eps) else eps,
+                tuple(sorted(lrs)),
+                tuple(sorted(clips)),
+                val_size=profile.val_size,
+            )
             grid.scores = {(r.lr, r.clip): r.score for r in group.itertuples()}
             missing = grid.pending()  # points of the spanned grid not scored yet (a step still running)
             lr, clip = grid.best() if not missing else (math.nan, math.nan)
-            state = (f"{len(missing)} of {len(grid.points())} points still running" if missing else
-                     f"choice lr {lr:g} / clip {clip:g} (score {100 * grid.scores[(lr, clip)]:.1f}), "
-                     f"edges: {' '.join(grid.edges()) or 'none'}")
+            state = (
+                f"{len(missing)} of {len(grid.points())} points still running"
+                if missing
+                else f"choice lr {lr:g} / clip {clip:g} (score {100 * grid.scores[(lr, clip)]:.1f}), "
+                f"edges: {' '.join(grid.edges()) or 'none'}"
+            )
             table = group.pivot(index="lr", columns="clip", values="score").map(lambda v: f"{100 * v:.1f}")
             blocks.append(f"{method} eps={eps:g} seed {seed} ({len(group)} runs): {state}\n{table.to_string()}")
     return "\n\n".join(blocks)

@@ -23,7 +23,7 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
 COLAB_MARKER = '"google.colab" in sys.modules'
-COLAB_CELL = '''# On Colab: fetch the project and install it where the running kernel imports it (a regular,
+COLAB_CELL = """# On Colab: fetch the project and install it where the running kernel imports it (a regular,
 # not an editable, install), with the offline WordNet the text stand-in reads. Elsewhere: nothing.
 import os
 import subprocess
@@ -36,7 +36,7 @@ if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "/content/lalora-lite{extras}"], check=True)
     if not os.path.exists("/usr/share/wordnet/data.noun"):
         subprocess.run("apt-get install -y -qq wordnet-base > /dev/null", shell=True, check=False)
-    os.chdir("/content/lalora-lite/notebooks")'''
+    os.chdir("/content/lalora-lite/notebooks")"""
 BADGE = re.compile(r"https://colab\.research\.google\.com/github/[^)\s]+?/blob/main/notebooks/([\w.-]+\.ipynb)")
 
 

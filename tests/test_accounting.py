@@ -48,10 +48,17 @@ def test_more_steps_need_more_noise_and_zero_noise_is_infinite():
     assert epsilon_for(1.0, 0.01, 0, 1e-5) == 0.0
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"epsilon": 0}, "epsilon"), ({"epsilon": math.inf}, "epsilon"), ({"delta": 1.0}, "delta"),
-    ({"sample_rate": 1.5}, "sample rate"), ({"steps": 0}, "steps"), ({"accountant": "gdp"}, "unknown accountant"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"epsilon": 0}, "epsilon"),
+        ({"epsilon": math.inf}, "epsilon"),
+        ({"delta": 1.0}, "delta"),
+        ({"sample_rate": 1.5}, "sample rate"),
+        ({"steps": 0}, "steps"),
+        ({"accountant": "gdp"}, "unknown accountant"),
+    ],
+)
 def test_bad_inputs(kwargs, message):
     args = {"epsilon": 1.0, "delta": 1e-5, "sample_rate": 0.01, "steps": 100, **kwargs}
     with pytest.raises(ValueError, match=message):

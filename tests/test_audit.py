@@ -10,18 +10,25 @@ import pytest
 import torch
 from scipy import stats
 
-from lalora_lite.diagnostics import audit
 from lalora_lite.accounting import calibrate_noise_multiplier
+from lalora_lite.checkpoint import Checkpoint
+from lalora_lite.diagnostics import audit
 from lalora_lite.diagnostics.audit_run import AUDIT_PROFILES, step_audits
 from lalora_lite.diagnostics.authors_mechanism import effective_noise_multiplier, fft_laplacian_smoothing
-from lalora_lite.checkpoint import Checkpoint
 from lalora_lite.privacy import SecureRandom, noisy_gradient, poisson_batch
 
 DELTA = 1e-5
 
 
-@pytest.mark.parametrize("m,r,v,p,expected", [(500, 100, 100, 0.05, 3.4792), (500, 100, 100, 0.01, 3.0232),
-                                               (500, 35, 23, 0.05, 0.01455), (500, 100, 60, 0.05, 0.05074)])
+@pytest.mark.parametrize(
+    "m,r,v,p,expected",
+    [
+        (500, 100, 100, 0.05, 3.4792),
+        (500, 100, 100, 0.01, 3.0232),
+        (500, 35, 23, 0.05, 0.01455),
+        (500, 100, 60, 0.05, 0.05074),
+    ],
+)
 def test_one_run_bound_matches_published_values(m, r, v, p, expected):
     """Steinke, Nasr & Jagielski (2023): values published with the codedp audits (AUDIT.md 3.6)."""
     assert audit.one_run_epsilon_lower_bound(m, r, v, DELTA, p) == pytest.approx(expected, abs=1e-4)
@@ -84,8 +91,9 @@ def test_an_under_noised_mechanism_is_caught():
     claimed, mu = audit.claim(sigma, 1, DELTA)
     canary = audit.DiracCanary({"t0": 3}, magnitude=100.0)
     background = audit.background_gradients(4, 16, 16, 2.0, canary, seed=0)
-    scores_in, scores_out = audit.audit_mechanism(audit.dp_sgd_mechanism(1.0, sigma / 4, 16), background, canary,
-                                                  4000, seed=1)
+    scores_in, scores_out = audit.audit_mechanism(
+        audit.dp_sgd_mechanism(1.0, sigma / 4, 16), background, canary, 4000, seed=1
+    )
     result = audit.summarise("broken", scores_in, scores_out, claimed, mu, DELTA)
     assert result.epsilon_lb_gdp > claimed
     assert result.mu_estimate > 3 * mu

@@ -48,9 +48,25 @@ def test_paper_dry_run_on_tiny_configs(tmp_path):
     """The paper tasks' code path (hub-format datasets from disk, timm Swin at 224 px with window 7,
     a RoBERTa saved with save_pretrained) through run_federated, and the GPU-hours extrapolation."""
     out = tmp_path / "dry.json"
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "paper_dry_run.py"), "--scale", "tiny",
-                           "--rounds", "1", "--local-steps", "2", "--epsilon", "0.5", "--out", str(out)],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "paper_dry_run.py"),
+            "--scale",
+            "tiny",
+            "--rounds",
+            "1",
+            "--local-steps",
+            "2",
+            "--epsilon",
+            "0.5",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = {r["task"]: r for r in json.loads(out.read_text())["results"]}
     assert set(results) == {"cifar100-swin-b", "sst2-roberta"}
@@ -69,8 +85,17 @@ def test_compare_projection_counts_every_search_and_final_run():
     from lalora_lite.tasks import get_profile
 
     p = get_profile("fmnist-swin", "cpu")
-    measured = {"methods": {m: {"setup_s": 0.0 if m == "fedlora" else 6.0, "train_s_per_round": 2.0,
-                                "eval_s": 1.0, "eval_examples": 2000} for m in p.methods}}
+    measured = {
+        "methods": {
+            m: {
+                "setup_s": 0.0 if m == "fedlora" else 6.0,
+                "train_s_per_round": 2.0,
+                "eval_s": 1.0,
+                "eval_examples": 2000,
+            }
+            for m in p.methods
+        }
+    }
     out = project(measured, "fmnist-swin", "cpu", workers=2)
     grid = len(p.lr_grid) * len(p.clip_grid)
     assert out["search_runs"] == 6 * grid * len(p.epsilons) + len(p.lr_grid)
@@ -116,8 +141,26 @@ def test_search_splits_scores_each_setting_on_each_seeds_validation_split(tmp_pa
     """benchmarks/search_splits.py: one run per setting and seed, scored like the search, read back
     from the run store on a second call; a DP method without a budget is refused before any run."""
     main = load_benchmark("search_splits").main
-    argv = ["--task", "fmnist-swin", "--profile", "smoke", "--method", "fedlora", "--lrs", "0.1", "0.2",
-            "--seeds", "0", "1", "--workers", "1", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path)]
+    argv = [
+        "--task",
+        "fmnist-swin",
+        "--profile",
+        "smoke",
+        "--method",
+        "fedlora",
+        "--lrs",
+        "0.1",
+        "0.2",
+        "--seeds",
+        "0",
+        "1",
+        "--workers",
+        "1",
+        "--runs",
+        str(tmp_path / "runs"),
+        "--out",
+        str(tmp_path),
+    ]
     scores = main(argv)
     assert sorted(zip(scores["lr"], scores["seed"])) == [(0.1, 0), (0.1, 1), (0.2, 0), (0.2, 1)]
     assert scores["score"].between(0, 100).all()

@@ -23,8 +23,9 @@ print(torch.backends.cpu.get_cpu_capability(), *(o.double().sum().item().hex() f
 
 def _probe(prelude: str, extra_env: dict[str, str]) -> str:
     clean = {k: v for k, v in os.environ.items() if k not in cpu_kernels.PINS and k != cpu_kernels.SWITCH}
-    out = subprocess.run([sys.executable, "-c", prelude + PROBE], env=clean | extra_env, capture_output=True,
-                         text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", prelude + PROBE], env=clean | extra_env, capture_output=True, text=True, check=True
+    )
     return out.stdout.strip()
 
 

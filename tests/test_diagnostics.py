@@ -63,44 +63,51 @@ def quadratic(h_diag):
 
 def test_top_eigenvalue_and_trace_of_a_known_quadratic():
     x, loss = quadratic([5.0, 2.0, -1.0, 0.5])
-    value, converged, history = dg.top_hessian_eigenvalue(loss, [x], iters=200, tol=1e-6,
-                                                          generator=torch.Generator().manual_seed(0))
+    value, converged, history = dg.top_hessian_eigenvalue(
+        loss, [x], iters=200, tol=1e-6, generator=torch.Generator().manual_seed(0)
+    )
     assert converged and value == pytest.approx(5.0, rel=1e-4) and len(history) < 200
     assert dg.hessian_trace(loss, [x], samples=5, generator=torch.Generator().manual_seed(0)) == pytest.approx(6.5)
     # the dominant eigenvalue is negative here: the shifted pass still finds the largest one, 2
     y, negative = quadratic([-6.0, 2.0, 1.0])
-    value, converged, _ = dg.top_hessian_eigenvalue(negative, [y], iters=500, tol=1e-7,
-                                                    generator=torch.Generator().manual_seed(0))
+    value, converged, _ = dg.top_hessian_eigenvalue(
+        negative, [y], iters=500, tol=1e-7, generator=torch.Generator().manual_seed(0)
+    )
     assert converged and value == pytest.approx(2.0, rel=1e-3)
     # a strongly negative dominant eigenvalue over a large flat bulk: power iteration on H + 100 I creeps (100.5
     # against 100) and two successive quotients agree near 0 (what the earlier shifted pass returned, "converged");
     # Lanczos finds the top eigenvalue 0.5
     u, saddle = quadratic([-100.0, 0.5] + [0.0] * 2_000)
-    value, converged, history = dg.top_hessian_eigenvalue(saddle, [u], iters=40, tol=1e-3,
-                                                          generator=torch.Generator().manual_seed(0))
+    value, converged, history = dg.top_hessian_eigenvalue(
+        saddle, [u], iters=40, tol=1e-3, generator=torch.Generator().manual_seed(0)
+    )
     assert converged and value == pytest.approx(0.5, rel=1e-3) and len(history) > 10
     # a top eigenvalue 0.001 above a bulk spread over [0, 1]: too close to find within a budget of about 40
     # products, which is reported as not converged, and found with 400
     c, crowded = quadratic([-100.0, 1.001] + torch.linspace(0, 1, 5_000).tolist())
     for budget, expect in ((40, False), (400, True)):
-        value, converged, history = dg.top_hessian_eigenvalue(crowded, [c], iters=budget, tol=1e-6,
-                                                              generator=torch.Generator().manual_seed(0))
+        value, converged, history = dg.top_hessian_eigenvalue(
+            crowded, [c], iters=budget, tol=1e-6, generator=torch.Generator().manual_seed(0)
+        )
         assert converged is expect and len(history) <= 2 * budget
     assert value == pytest.approx(1.001, rel=1e-5)
     for dims in ([-3.0], [-3.0, 1.5]):  # spaces too small for ARPACK are solved densely
         t, tiny = quadratic(dims)
-        assert dg.top_hessian_eigenvalue(tiny, [t], iters=50, tol=1e-6, generator=torch.Generator().manual_seed(0)
-                                         )[0] == pytest.approx(max(dims), rel=1e-5)
+        assert dg.top_hessian_eigenvalue(tiny, [t], iters=50, tol=1e-6, generator=torch.Generator().manual_seed(0))[
+            0
+        ] == pytest.approx(max(dims), rel=1e-5)
     z, close_eigenvalues = quadratic([1.0, 0.999])
     _, converged, _ = dg.top_hessian_eigenvalue(close_eigenvalues, [z], iters=2, tol=1e-12)
     assert not converged  # too few iterations is reported, not hidden
     # a big space with one sharp direction: the first two quotients agree within a loose tol far below the top
     w, flat_but_one = quadratic([10.0] + [1.0] * 10_000)
-    early, converged_early, _ = dg.top_hessian_eigenvalue(flat_but_one, [w], iters=50, tol=0.1,
-                                                          generator=torch.Generator().manual_seed(0), min_iters=2)
+    early, converged_early, _ = dg.top_hessian_eigenvalue(
+        flat_but_one, [w], iters=50, tol=0.1, generator=torch.Generator().manual_seed(0), min_iters=2
+    )
     assert converged_early and early < 2.0  # what a two-quotient criterion accepts
-    value, converged, history = dg.top_hessian_eigenvalue(flat_but_one, [w], iters=50, tol=0.1,
-                                                          generator=torch.Generator().manual_seed(0))
+    value, converged, history = dg.top_hessian_eigenvalue(
+        flat_but_one, [w], iters=50, tol=0.1, generator=torch.Generator().manual_seed(0)
+    )
     assert converged and len(history) >= 10 and value == pytest.approx(10.0, rel=0.01)
 
 
@@ -147,8 +154,9 @@ def test_accumulated_noise_matches_its_closed_forms_and_alternation_keeps_a_prod
     g = torch.Generator().manual_seed(0)
     A, B = torch.randn(4, 12, generator=g), 0.1 * torch.randn(10, 4, generator=g)
     for method in ("dp-lora", "lalora"):
-        out = accumulated_noise(A, B, 0.05, 2.0, get_method(method).active, local_steps=6, rounds=3, clients=2,
-                                samples=4000, generator=g)
+        out = accumulated_noise(
+            A, B, 0.05, 2.0, get_method(method).active, local_steps=6, rounds=3, clients=2, samples=4000, generator=g
+        )
         assert abs(out["linear"] / out["linear_expected"] - 1) < 0.05
         assert abs(out["product"] / out["product_expected"] - 1) < 0.05
     lalora = accumulated_noise(A, B, 0.05, 2.0, get_method("lalora").active, 6, samples=10, generator=g)

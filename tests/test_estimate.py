@@ -24,10 +24,13 @@ def test_measured_references_are_the_stored_measurements():
         assert m.examples_per_round == profile["clients_per_round"] * profile["local_steps"] * profile["batch_size"]
 
 
-@pytest.mark.parametrize("model, size, gmacs", [
-    ("swin_tiny_patch4_window7_224", 224, 4.5),  # timm's / the Swin paper's published GMACs
-    ("swin_base_patch4_window7_224", 224, 15.4),
-])
+@pytest.mark.parametrize(
+    "model, size, gmacs",
+    [
+        ("swin_tiny_patch4_window7_224", 224, 4.5),  # timm's / the Swin paper's published GMACs
+        ("swin_base_patch4_window7_224", 224, 15.4),
+    ],
+)
 def test_forward_flops_match_the_published_counts(model, size, gmacs):
     flops = measure_graph("vision", model, size, batch=2).forward_flops
     assert flops / 2e9 == pytest.approx(gmacs, rel=0.05)  # a multiply-add is 2 FLOPs
@@ -35,11 +38,16 @@ def test_forward_flops_match_the_published_counts(model, size, gmacs):
 
 def test_step_memory_is_an_upper_bound_within_2x_of_the_measured_peaks():
     """Against the H100 peaks of benchmarks/dp_step.py (one DP step, A and B trainable)."""
-    swin = {r["batch"]: r["peak_mb"] for r in json.loads((DP_STEP / "dp_step-paper-cuda-run2-swin.json").read_text())["rows"]
-            if r["variant"] == "dp AB"}
-    roberta = {r["batch"]: r["peak_mb"] for r in
-               json.loads((DP_STEP / "dp_step-paper-cuda-run2-roberta.json").read_text())["rows"]
-               if r["variant"] == "dp AB"}
+    swin = {
+        r["batch"]: r["peak_mb"]
+        for r in json.loads((DP_STEP / "dp_step-paper-cuda-run2-swin.json").read_text())["rows"]
+        if r["variant"] == "dp AB"
+    }
+    roberta = {
+        r["batch"]: r["peak_mb"]
+        for r in json.loads((DP_STEP / "dp_step-paper-cuda-run2-roberta.json").read_text())["rows"]
+        if r["variant"] == "dp AB"
+    }
     cases = [(measure_graph("vision", "swin_base_patch4_window7_224", 224, b, rank=16), swin[b]) for b in (16, 32)]
     cases.append((measure_graph("text", "roberta-base", 128, 32, rank=16, num_classes=2), roberta[32]))
     for graph, peak_mb in cases:
@@ -90,4 +98,6 @@ def test_the_estimate_command_prints_a_table_row_per_device(capsys):
     assert main(["estimate", "--task", "sst2-roberta", "--profile", "colab"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("| task |") and [r.split(" | ")[2] for r in lines[2:]] == ["t4", "h100"]
-    assert main(["estimate", "--task", "wordnet-minilm", "--profile", "cpu"]) == 2  # a stand-in: measured, not estimated
+    assert (
+        main(["estimate", "--task", "wordnet-minilm", "--profile", "cpu"]) == 2
+    )  # a stand-in: measured, not estimated

@@ -7,14 +7,14 @@ import math
 import pandas as pd
 import pytest
 
-from lalora_lite.study import runs as run_module
-from lalora_lite.study.runs import Runner, RunSpec, run_digest
-from lalora_lite.study.comparison import compare
-from lalora_lite.study.stored import chosen_setting
 from lalora_lite.methods import METHODS
+from lalora_lite.study import runs as run_module
+from lalora_lite.study.comparison import compare
 from lalora_lite.study.plotting import draw_folder, redraw
-from lalora_lite.study.tables import paired_markdown, summary_markdown, tuning_gap_markdown
+from lalora_lite.study.runs import Runner, RunSpec, run_digest
 from lalora_lite.study.stats import paired_differences, run_table, summary, tuning_gap
+from lalora_lite.study.stored import chosen_setting
+from lalora_lite.study.tables import paired_markdown, summary_markdown, tuning_gap_markdown
 from lalora_lite.tasks import get_profile
 
 
@@ -53,8 +53,10 @@ def test_compare_smoke_writes_tidy_results_and_resumes(task, tmp_path, monkeypat
     assert text.count("\n| ") >= 7 and "## Ablation" in text and "What the tuning cost in privacy" in text
     assert "## Paired differences" in text and (out / "paired.csv").exists()
     names = {p.name for p in written}
-    assert {f"{task}-smoke-{kind}.png" for kind in ("accuracy-vs-epsilon", "paired-differences",
-                                                     "accuracy-vs-upload", "curves-eps3")} < names
+    assert {
+        f"{task}-smoke-{kind}.png"
+        for kind in ("accuracy-vs-epsilon", "paired-differences", "accuracy-vs-upload", "curves-eps3")
+    } < names
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was recomputed")
@@ -66,8 +68,11 @@ def test_compare_smoke_writes_tidy_results_and_resumes(task, tmp_path, monkeypat
 
 def test_parallel_workers_give_bit_identical_runs(tmp_path):
     """Two worker processes and one in-process runner produce the same histories (one thread per run)."""
-    specs = [RunSpec("fmnist-swin", "smoke", m, eps, seed, 0.1, 1.0, 2, "test")
-             for m, eps in (("lalora", 3.0), ("fedlora", None)) for seed in (0, 1)]
+    specs = [
+        RunSpec("fmnist-swin", "smoke", m, eps, seed, 0.1, 1.0, 2, "test")
+        for m, eps in (("lalora", 3.0), ("fedlora", None))
+        for seed in (0, 1)
+    ]
     with Runner(tmp_path / "a", workers=2, progress=False) as runner:
         parallel = runner.run(specs)
     with Runner(tmp_path / "b", workers=1, progress=False) as runner:
@@ -88,8 +93,11 @@ def test_runner_executes_grouped_by_seed_and_returns_in_the_given_order(tmp_path
         return pd.DataFrame({"method": [spec.method], "seed": [spec.seed]})
 
     monkeypatch.setattr(run_module, "_execute_quietly", record)
-    specs = [RunSpec("fmnist-swin", "smoke", m, 1.0, seed, 0.1, 1.0, 2, "test")
-             for m in ("dp-lora", "lalora", "rolora") for seed in range(5)]
+    specs = [
+        RunSpec("fmnist-swin", "smoke", m, 1.0, seed, 0.1, 1.0, 2, "test")
+        for m in ("dp-lora", "lalora", "rolora")
+        for seed in range(5)
+    ]
     assert run_module.cached_task.cache_info().maxsize < 5
     with Runner(tmp_path, workers=1, progress=False) as runner:
         histories = runner.run(specs)
@@ -100,8 +108,16 @@ def test_runner_executes_grouped_by_seed_and_returns_in_the_given_order(tmp_path
 def test_run_digest_names_every_setting_that_shapes_a_run():
     profile = get_profile("fmnist-swin", "cpu")
     assert run_digest(profile) == run_digest(dataclasses.replace(profile, seeds=(7,), lr_grid=(1.0, 2.0)))
-    for change in ({"rounds": 3}, {"local_steps": 2}, {"lr_schedule": "constant"}, {"eval_every": 1},
-                   {"count_steps": "every-round"}, {"dirichlet_alpha": 0.5}, {"batch_size": 8}, {"frozen_layers": 4}):
+    for change in (
+        {"rounds": 3},
+        {"local_steps": 2},
+        {"lr_schedule": "constant"},
+        {"eval_every": 1},
+        {"count_steps": "every-round"},
+        {"dirichlet_alpha": 0.5},
+        {"batch_size": 8},
+        {"frozen_layers": 4},
+    ):
         assert run_digest(dataclasses.replace(profile, **change)) != run_digest(profile), change
     # a setting at its declared default is left out, so adding a setting does not rename stored runs
     assert run_digest(dataclasses.replace(profile, frozen_layers=0)) == run_digest(profile)
@@ -109,15 +125,34 @@ def test_run_digest_names_every_setting_that_shapes_a_run():
 
 def test_run_ids_are_unique_per_setting():
     base = RunSpec("fmnist-swin", "cpu", "lalora", 1.0, 0, 0.1, 1.0, 20, "test")
-    changes = [{}, {"method": "fedlora", "epsilon": None}, {"epsilon": 2.0}, {"seed": 1}, {"lr": 0.2},
-               {"clip_norm": 0.5}, {"rounds": 10}, {"split": "val"}]  # task and profile name the folder
+    changes = [
+        {},
+        {"method": "fedlora", "epsilon": None},
+        {"epsilon": 2.0},
+        {"seed": 1},
+        {"lr": 0.2},
+        {"clip_norm": 0.5},
+        {"rounds": 10},
+        {"split": "val"},
+    ]  # task and profile name the folder
     variants = [dataclasses.replace(base, **change) for change in changes]
     assert len({v.run_id for v in variants}) == len(variants)
 
 
 def test_summary_table_mean_and_interval():
-    rows = [{"method": "lalora", "epsilon_target": 1.0, "seed": s, "round": r, "accuracy": acc, "upload_bytes": 10,
-             "epsilon_spent": 1.0} for s, acc in ((0, 0.5), (1, 0.7)) for r in (1, 2)]
+    rows = [
+        {
+            "method": "lalora",
+            "epsilon_target": 1.0,
+            "seed": s,
+            "round": r,
+            "accuracy": acc,
+            "upload_bytes": 10,
+            "epsilon_spent": 1.0,
+        }
+        for s, acc in ((0, 0.5), (1, 0.7))
+        for r in (1, 2)
+    ]
     table = summary(run_table(pd.DataFrame(rows)))
     assert table.iloc[0]["mean"] == pytest.approx(0.6) and table.iloc[0]["std"] == pytest.approx(0.141421, rel=1e-4)
     # t_{0.975, 1} = 12.706: half-width 12.706 * 0.1414 / sqrt(2) = 1.2706
@@ -126,8 +161,14 @@ def test_summary_table_mean_and_interval():
 
 
 def test_paired_markdown_gives_an_interval_from_two_seeds_and_none_from_one():
-    runs = pd.DataFrame({"method": ["lalora", "dp-lora"] * 3, "epsilon_target": [1.0] * 4 + [3.0] * 2,
-                         "seed": [0, 0, 1, 1, 0, 0], "accuracy": [0.6, 0.5, 0.7, 0.5, 0.6, 0.55]})
+    runs = pd.DataFrame(
+        {
+            "method": ["lalora", "dp-lora"] * 3,
+            "epsilon_target": [1.0] * 4 + [3.0] * 2,
+            "seed": [0, 0, 1, 1, 0, 0],
+            "accuracy": [0.6, 0.5, 0.7, 0.5, 0.6, 0.55],
+        }
+    )
     text = paired_markdown(paired_differences(runs))
     # eps 1: differences 0.1 and 0.2, mean 0.15, half-width 12.706 * 0.0707 / sqrt(2) = 0.635
     assert "| 1 | dp-lora | +15.0 | [-48.5, +78.5] | 2 | no |" in text
@@ -135,11 +176,23 @@ def test_paired_markdown_gives_an_interval_from_two_seeds_and_none_from_one():
 
 
 def test_tuning_gap_pairs_by_seed_and_its_table_gives_points_with_the_interval():
-    private = pd.DataFrame({"method": ["lalora"] * 3 + ["dp-lora"], "epsilon_target": [1.0, 1.0, 1.0, 3.0],
-                            "seed": [0, 1, 2, 0], "accuracy": [0.60, 0.50, 0.40, 0.55]})
+    private = pd.DataFrame(
+        {
+            "method": ["lalora"] * 3 + ["dp-lora"],
+            "epsilon_target": [1.0, 1.0, 1.0, 3.0],
+            "seed": [0, 1, 2, 0],
+            "accuracy": [0.60, 0.50, 0.40, 0.55],
+        }
+    )
     # seed 2 has no public twin and must not be paired; seed order differs on purpose
-    public = pd.DataFrame({"method": ["lalora", "lalora", "dp-lora"], "epsilon_target": [1.0, 1.0, 3.0],
-                           "seed": [1, 0, 0], "accuracy": [0.60, 0.50, 0.55]})
+    public = pd.DataFrame(
+        {
+            "method": ["lalora", "lalora", "dp-lora"],
+            "epsilon_target": [1.0, 1.0, 3.0],
+            "seed": [1, 0, 0],
+            "accuracy": [0.60, 0.50, 0.55],
+        }
+    )
     gap = tuning_gap(private, public)
     assert gap[["method", "seeds", "resolved"]].values.tolist() == [["lalora", 2, False], ["dp-lora", 1, False]]
     text = tuning_gap_markdown(gap)
@@ -164,16 +217,17 @@ def test_public_tuning_searches_on_public_data_only_and_measures_the_gap(tmp_pat
     """--tune-on public: every search run is on fmnist-swin-public (public classes' test images, 0-4),
     every final run on the private task; results in their own folder, whose summary says tuning cost
     no privacy; the gap to private tuning is paired by seed."""
-    from lalora_lite.study.tables import tuning_cost
     from lalora_lite.study.stats import run_table, tuning_gap
+    from lalora_lite.study.tables import tuning_cost
     from lalora_lite.tasks import build_task
 
     public = build_task("fmnist-swin-public", "smoke", 0)
     private = build_task("fmnist-swin", "smoke", 0)
     assert set(public.val["labels"].tolist()) <= set(range(5)) and public.class_names[0] == "T-shirt/top"
     assert private.class_names[0] == "Sandal"  # the private task's label 0 is the public pool's class 5
-    kwargs = dict(methods=("lalora",), runs_dir=tmp_path / "runs", results_dir=tmp_path / "results",
-                  progress=False, workers=1)
+    kwargs = dict(
+        methods=("lalora",), runs_dir=tmp_path / "runs", results_dir=tmp_path / "results", progress=False, workers=1
+    )
     tuned_public = compare("fmnist-swin", "smoke", tune_on="public", **kwargs)
     tuned_private = compare("fmnist-swin", "smoke", **kwargs)
     folder = tmp_path / "results" / "fmnist-swin" / "smoke+public-tuning"

@@ -54,8 +54,15 @@ def test_fedavg_uniform_weighted_and_partial():
 def test_steps_per_client():
     cfg = FederatedConfig("lalora", rounds=10, clients_per_round=4, local=LocalConfig(local_steps=20))
     assert steps_per_client(cfg, 8) == 200
-    assert steps_per_client(FederatedConfig("lalora", rounds=10, clients_per_round=4, local=LocalConfig(local_steps=20),
-                                            count_steps="expected"), 8) == 100
+    assert (
+        steps_per_client(
+            FederatedConfig(
+                "lalora", rounds=10, clients_per_round=4, local=LocalConfig(local_steps=20), count_steps="expected"
+            ),
+            8,
+        )
+        == 100
+    )
 
 
 @pytest.fixture(scope="module")
@@ -63,21 +70,24 @@ def task_factory():
     return lambda: digits_swin(num_clients=4, seed=0)
 
 
-@pytest.mark.parametrize("cfg, message", [
-    (FederatedConfig("lalora", clients_per_round=5), r"clients_per_round must be in \[1, 4\]"),
-    (FederatedConfig("fedlora", epsilon=1.0), "not private"),
-    (FederatedConfig("dp-lora", epsilon=None), "give a finite epsilon"),
-    (FederatedConfig("dp-lora", epsilon=-1.0), "epsilon must be"),
-    (FederatedConfig("dp-lora", delta=2.0), "delta"),
-    (FederatedConfig("la-lora"), "unknown method"),
-    (FederatedConfig("lalora", local=LocalConfig(optimizer="adam")), "unknown optimizer 'adam'"),
-    (FederatedConfig("lalora", accountant="gdp"), "unknown accountant"),
-    (FederatedConfig("lalora", count_steps="sometimes"), "unknown count_steps"),
-    (FederatedConfig("lalora", rounds=0), "rounds"),
-    (FederatedConfig("lalora", lr_schedule="linear"), "unknown lr_schedule 'linear'; allowed: constant, cosine"),
-    (FederatedConfig("lalora", eval_every=0), "eval_every must be >= 1"),
-    (FederatedConfig("lalora", epsilon=1e-4, rounds=1000), "cannot be met"),
-])
+@pytest.mark.parametrize(
+    "cfg, message",
+    [
+        (FederatedConfig("lalora", clients_per_round=5), r"clients_per_round must be in \[1, 4\]"),
+        (FederatedConfig("fedlora", epsilon=1.0), "not private"),
+        (FederatedConfig("dp-lora", epsilon=None), "give a finite epsilon"),
+        (FederatedConfig("dp-lora", epsilon=-1.0), "epsilon must be"),
+        (FederatedConfig("dp-lora", delta=2.0), "delta"),
+        (FederatedConfig("la-lora"), "unknown method"),
+        (FederatedConfig("lalora", local=LocalConfig(optimizer="adam")), "unknown optimizer 'adam'"),
+        (FederatedConfig("lalora", accountant="gdp"), "unknown accountant"),
+        (FederatedConfig("lalora", count_steps="sometimes"), "unknown count_steps"),
+        (FederatedConfig("lalora", rounds=0), "rounds"),
+        (FederatedConfig("lalora", lr_schedule="linear"), "unknown lr_schedule 'linear'; allowed: constant, cosine"),
+        (FederatedConfig("lalora", eval_every=0), "eval_every must be >= 1"),
+        (FederatedConfig("lalora", epsilon=1e-4, rounds=1000), "cannot be met"),
+    ],
+)
 def test_bad_config_fails_before_training(task_factory, cfg, message):
     task = task_factory()
     before = lora_state(task.backbone.model, task.backbone.head)
@@ -89,7 +99,9 @@ def test_bad_config_fails_before_training(task_factory, cfg, message):
 
 def test_shuffle_sampling_warns(task_factory):
     task = task_factory()
-    cfg = FederatedConfig("dp-lora", rounds=1, clients_per_round=1, local=LocalConfig(local_steps=1, sampling="shuffle"))
+    cfg = FederatedConfig(
+        "dp-lora", rounds=1, clients_per_round=1, local=LocalConfig(local_steps=1, sampling="shuffle")
+    )
     with pytest.warns(UserWarning, match="only approximate the Poisson"):
         run_federated(task.backbone, task.clients, task.test, cfg, progress=False)
 
@@ -184,8 +196,15 @@ def test_resume_gives_the_same_result(task_factory, tmp_path):
 
     task = task_factory()
     with pytest.raises(Interrupt):
-        run_federated(task.backbone, task.clients, task.test, cfg, checkpoint=tmp_path / "b.pt",
-                      progress=False, on_round_end=stop_after_two)
+        run_federated(
+            task.backbone,
+            task.clients,
+            task.test,
+            cfg,
+            checkpoint=tmp_path / "b.pt",
+            progress=False,
+            on_round_end=stop_after_two,
+        )
     task = task_factory()  # a fresh process would rebuild everything
     resumed = run_federated(task.backbone, task.clients, task.test, cfg, checkpoint=tmp_path / "b.pt", progress=False)
     resumed_state = lora_state(task.backbone.model, task.backbone.head)
@@ -216,18 +235,22 @@ def test_alternating_methods_move_one_factor_at_a_time(task_factory, method):
         before = lora_state(model, task.backbone.head)
         local_update(model, params, data, get_method(method), 0, steps, LocalConfig(), dp, torch.Generator())
         after = lora_state(model, task.backbone.head)
-        moved[steps] = {kind: any(not torch.equal(before[n], after[n]) for n in before if n.endswith(kind))
-                        for kind in ("lora_A", "lora_B", "head.fc.weight")}
+        moved[steps] = {
+            kind: any(not torch.equal(before[n], after[n]) for n in before if n.endswith(kind))
+            for kind in ("lora_A", "lora_B", "head.fc.weight")
+        }
     assert moved[1] == {"lora_A": False, "lora_B": True, "head.fc.weight": True}  # B first
     # LA-LoRA's second step trains A; RoLoRA keeps training B for the whole round
     assert moved[2]["lora_A"] == (method == "lalora")
 
 
 def test_cosine_schedule_and_sparse_evaluation(task_factory, monkeypatch):
-    cfg = FederatedConfig("lalora", rounds=4, clients_per_round=2, local=FAST, epsilon=3.0, lr_schedule="cosine",
-                          eval_every=3)
-    assert [round_lr(cfg, t) for t in range(4)] == pytest.approx([0.1, 0.1 * (1 + math.cos(math.pi / 4)) / 2,
-                                                                  0.05, 0.1 * (1 + math.cos(3 * math.pi / 4)) / 2])
+    cfg = FederatedConfig(
+        "lalora", rounds=4, clients_per_round=2, local=FAST, epsilon=3.0, lr_schedule="cosine", eval_every=3
+    )
+    assert [round_lr(cfg, t) for t in range(4)] == pytest.approx(
+        [0.1, 0.1 * (1 + math.cos(math.pi / 4)) / 2, 0.05, 0.1 * (1 + math.cos(3 * math.pi / 4)) / 2]
+    )
     assert round_lr(FederatedConfig("lalora", local=FAST), 7) == 0.1  # constant by default
     seen = []
     import lalora_lite.federated as federated

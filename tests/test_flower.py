@@ -37,8 +37,10 @@ APP_CONFIG = tomllib.loads((ROOT / "examples/flower_app/pyproject.toml").read_te
 
 
 def test_core_never_imports_flwr():
-    code = ("import sys, lalora_lite, lalora_lite.cli, lalora_lite.study.comparison, lalora_lite.federated, "
-            "lalora_lite.diagnostics.audit; print(sorted(m for m in sys.modules if m.split('.')[0] == 'flwr'))")
+    code = (
+        "import sys, lalora_lite, lalora_lite.cli, lalora_lite.study.comparison, lalora_lite.federated, "
+        "lalora_lite.diagnostics.audit; print(sorted(m for m in sys.modules if m.split('.')[0] == 'flwr'))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -54,12 +56,21 @@ def test_flower_simulation_is_bit_identical_to_run_federated(tmp_path):
     runtimes' servers must pick someone else in round 4."""
     from flwr.simulation import run_simulation
 
-    cfg = FederatedConfig("lalora", rounds=4, clients_per_round=2, epsilon=3.0, count_steps="expected",
-                          local=LocalConfig(local_steps=3, batch_size=16, lr=0.1))
+    cfg = FederatedConfig(
+        "lalora",
+        rounds=4,
+        clients_per_round=2,
+        epsilon=3.0,
+        count_steps="expected",
+        local=LocalConfig(local_steps=3, batch_size=16, lr=0.1),
+    )
     flower_ckpt, local_ckpt = tmp_path / "flower.pt", tmp_path / "local.pt"
-    run_simulation(make_server_app(ServerSetup(tiny_task, cfg, flower_ckpt)),
-                   make_client_app(tiny_task, num_threads=torch.get_num_threads()), num_supernodes=4,
-                   backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}})
+    run_simulation(
+        make_server_app(ServerSetup(tiny_task, cfg, flower_ckpt)),
+        make_client_app(tiny_task, num_threads=torch.get_num_threads()),
+        num_supernodes=4,
+        backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}},
+    )
     task = tiny_task()
     run_federated(task.backbone, task.clients, task.test, cfg, checkpoint=local_ckpt, progress=False)
     flower, local = Checkpoint.load(flower_ckpt), Checkpoint.load(local_ckpt)
@@ -80,11 +91,15 @@ def test_flower_simulation_of_the_non_private_method_matches_too(tmp_path):
     """fedlora: no ledger, no noise; the same uploads, order and averaging."""
     from flwr.simulation import run_simulation
 
-    cfg = FederatedConfig("fedlora", rounds=2, clients_per_round=2, epsilon=None,
-                          local=LocalConfig(local_steps=3, batch_size=16, lr=0.1))
-    run_simulation(make_server_app(ServerSetup(tiny_task, cfg, tmp_path / "flower.pt")),
-                   make_client_app(tiny_task, num_threads=torch.get_num_threads()), num_supernodes=4,
-                   backend_config={"client_resources": {"num_cpus": 2, "num_gpus": 0.0}})
+    cfg = FederatedConfig(
+        "fedlora", rounds=2, clients_per_round=2, epsilon=None, local=LocalConfig(local_steps=3, batch_size=16, lr=0.1)
+    )
+    run_simulation(
+        make_server_app(ServerSetup(tiny_task, cfg, tmp_path / "flower.pt")),
+        make_client_app(tiny_task, num_threads=torch.get_num_threads()),
+        num_supernodes=4,
+        backend_config={"client_resources": {"num_cpus": 2, "num_gpus": 0.0}},
+    )
     task = tiny_task()
     run_federated(task.backbone, task.clients, task.test, cfg, checkpoint=tmp_path / "local.pt", progress=False)
     flower, local = Checkpoint.load(tmp_path / "flower.pt"), Checkpoint.load(tmp_path / "local.pt")
@@ -94,10 +109,16 @@ def test_flower_simulation_of_the_non_private_method_matches_too(tmp_path):
 
 
 def test_client_state_takes_the_most_spent_copy(tmp_path):
-    cfg = FederatedConfig("lalora", rounds=4, clients_per_round=2, epsilon=3.0,
-                          local=LocalConfig(local_steps=3, batch_size=16))
-    context = Context(run_id=1, node_id=7, node_config={"partition-id": 2, "state-dir": str(tmp_path)},
-                      state=RecordDict(), run_config={})
+    cfg = FederatedConfig(
+        "lalora", rounds=4, clients_per_round=2, epsilon=3.0, local=LocalConfig(local_steps=3, batch_size=16)
+    )
+    context = Context(
+        run_id=1,
+        node_id=7,
+        node_config={"partition-id": 2, "state-dir": str(tmp_path)},
+        state=RecordDict(),
+        run_config={},
+    )
     fresh = _client_state(context, cfg, size=100, num_clients=4, partition=2, server_steps=0)
     assert fresh.ledger.steps == 0 and fresh.last_round == -1
     assert _client_state(context, cfg, 100, 4, 2, server_steps=6).ledger.steps == 6  # server's copy (resume)
@@ -108,8 +129,9 @@ def test_client_state_takes_the_most_spent_copy(tmp_path):
     restored = _client_state(context, cfg, 100, 4, 2, server_steps=6)
     assert restored.ledger.steps == 9 and restored.last_round == 2
     assert torch.equal(restored.last_reply.upload["head.weight"], torch.ones(2, 3))
-    other = FederatedConfig("lalora", rounds=8, clients_per_round=2, epsilon=3.0,
-                            local=LocalConfig(local_steps=3, batch_size=16))
+    other = FederatedConfig(
+        "lalora", rounds=8, clients_per_round=2, epsilon=3.0, local=LocalConfig(local_steps=3, batch_size=16)
+    )
     assert _client_state(context, other, 100, 4, 2, 0).ledger.steps == 0  # another run: another ledger
     with pytest.raises(ValueError, match="does not match this run's calibration"):
         _client_state(context, cfg, 50, 4, 2, 0)  # a ledger calibrated for another data size
@@ -119,16 +141,25 @@ def test_run_config_of_the_example_app_is_valid_and_bad_values_are_named():
     cfg = config_from_run_config(APP_CONFIG)
     assert cfg.method == "lalora" and cfg.epsilon == 3.0 and cfg.local.local_steps == 4
     assert config_from_run_config({**APP_CONFIG, "method": "fedlora", "epsilon": "none"}).epsilon is None
-    context = Context(run_id=1, node_id=1, node_config={}, state=RecordDict(),
-                      run_config={"task-loader": "lalora_lite.tasks.digits_swin"})
+    context = Context(
+        run_id=1,
+        node_id=1,
+        node_config={},
+        state=RecordDict(),
+        run_config={"task-loader": "lalora_lite.tasks.digits_swin"},
+    )
     with pytest.raises(ValueError, match="task-loader must look like 'package.module:function'"):
         task_from_run_config(context)
 
 
 def test_loopback_deployment_survives_a_supernode_restart(tmp_path):
     """SuperLink + 4 SuperNodes as processes; one is SIGKILLed after round 2 and restarted."""
-    out = subprocess.run([sys.executable, str(ROOT / "scripts/flower_loopback.py"), "--workdir", str(tmp_path),
-                          "--timeout", "540"], capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/flower_loopback.py"), "--workdir", str(tmp_path), "--timeout", "540"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     report = json.loads((tmp_path / "report.json").read_text()) if (tmp_path / "report.json").exists() else {}
     server_log = tmp_path / "serverapp.log"
     server_tail = server_log.read_text()[-3000:] if server_log.exists() else "(no ServerApp log)"

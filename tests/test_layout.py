@@ -21,9 +21,12 @@ def test_the_import_graph_has_no_circles_and_no_upward_imports():
 
 def test_the_graph_tool_sees_a_circle_and_an_upward_import():
     """The checks above can fail: a made-up graph with both knots is caught."""
-    edges = {"lalora_lite.federated": {"lalora_lite.checkpoint", "lalora_lite.study.paths"},
-             "lalora_lite.checkpoint": {"lalora_lite.federated"}, "lalora_lite.study.paths": set(),
-             "lalora_lite.cli": {"lalora_lite.plotting"}}
+    edges = {
+        "lalora_lite.federated": {"lalora_lite.checkpoint", "lalora_lite.study.paths"},
+        "lalora_lite.checkpoint": {"lalora_lite.federated"},
+        "lalora_lite.study.paths": set(),
+        "lalora_lite.cli": {"lalora_lite.plotting"},
+    }
     summary = graph_tool.summary(edges)
     assert summary["circles"] == [["lalora_lite.checkpoint", "lalora_lite.federated"]]
     assert summary["upward"] == [("lalora_lite.federated", "lalora_lite.study.paths")]
@@ -46,21 +49,24 @@ def test_the_reading_path_is_the_package_docstring():
     positions = [lalora_lite.__doc__.index(f"``{name}``") for name in LIBRARY]
     assert positions == sorted(positions)  # named in reading order
     readme = (ROOT / "README.md").read_text()
-    readme = readme[readme.index("## Read the code"):]
+    readme = readme[readme.index("## Read the code") :]
     positions = [readme.index(f"`{name}.py`") for name in LIBRARY]
     assert positions == sorted(positions)
 
 
-@pytest.mark.parametrize(("old", "new", "name"), [
-    ("lalora_lite.plotting", "lalora_lite.study.paths", "save_figure"),
-    ("lalora_lite.plotting", "lalora_lite.study.tables", "summary_markdown"),
-    ("lalora_lite.plotting", "lalora_lite.study.plotting", "redraw"),
-    ("lalora_lite.experiments", "lalora_lite.study.stored", "chosen_setting"),
-    ("lalora_lite.experiments", "lalora_lite.study.comparison", "compare"),
-    ("lalora_lite.experiments", "lalora_lite.study.runs", "run_digest"),
-    ("lalora_lite.profiles", "lalora_lite.tasks.profiles", "current_profile"),
-    ("lalora_lite.audit_run", "lalora_lite.diagnostics.audit_run", "run_audit"),
-])
+@pytest.mark.parametrize(
+    ("old", "new", "name"),
+    [
+        ("lalora_lite.plotting", "lalora_lite.study.paths", "save_figure"),
+        ("lalora_lite.plotting", "lalora_lite.study.tables", "summary_markdown"),
+        ("lalora_lite.plotting", "lalora_lite.study.plotting", "redraw"),
+        ("lalora_lite.experiments", "lalora_lite.study.stored", "chosen_setting"),
+        ("lalora_lite.experiments", "lalora_lite.study.comparison", "compare"),
+        ("lalora_lite.experiments", "lalora_lite.study.runs", "run_digest"),
+        ("lalora_lite.profiles", "lalora_lite.tasks.profiles", "current_profile"),
+        ("lalora_lite.audit_run", "lalora_lite.diagnostics.audit_run", "run_audit"),
+    ],
+)
 def test_old_import_paths_still_work_with_a_warning(old, new, name):
     import importlib
 
@@ -84,6 +90,7 @@ def test_the_registry_names_under_the_old_tasks_path_warn():
 
 
 def test_every_module_keeps_to_one_concern_in_about_400_lines():
-    sizes = {p.relative_to(ROOT).as_posix(): len(p.read_text().splitlines())
-             for p in (ROOT / "lalora_lite").rglob("*.py")}
+    sizes = {
+        p.relative_to(ROOT).as_posix(): len(p.read_text().splitlines()) for p in (ROOT / "lalora_lite").rglob("*.py")
+    }
     assert max(sizes.values()) <= 420, {k: v for k, v in sizes.items() if v > 420}

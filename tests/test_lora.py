@@ -46,9 +46,15 @@ def test_unmatched_target_lists_existing_linear_layers():
         inject_lora(backbone.model, ["attn.qkvv"], rank=4, alpha=8, head=backbone.head)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"rank": 0}, "rank"), ({"rank": 2.5}, "rank"), ({"alpha": 0}, "alpha"), ({"dropout": 1.0}, "dropout"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"rank": 0}, "rank"),
+        ({"rank": 2.5}, "rank"),
+        ({"alpha": 0}, "alpha"),
+        ({"dropout": 1.0}, "dropout"),
+    ],
+)
 def test_bad_lora_hyperparameters(kwargs, message):
     backbone = tiny_swin(num_classes=4, img_size=16, patch_size=1)
     args = {"rank": 4, "alpha": 8.0, **kwargs}

@@ -20,8 +20,12 @@ STAMP = "> **Outputs below:**"
 
 
 def inline_images(nb: nbformat.NotebookNode) -> int:
-    return sum("image/png" in out.get("data", {}) for cell in nb.cells if cell.cell_type == "code"
-               for out in cell.get("outputs", []))
+    return sum(
+        "image/png" in out.get("data", {})
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for out in cell.get("outputs", [])
+    )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -45,6 +49,7 @@ def test_notebook_runs_in_smoke_and_shows_its_figures(path, tmp_path, monkeypatc
             cell.outputs, cell.execution_count = [], None
     monkeypatch.setenv("LALORA_PROFILE", "smoke")  # the kernel inherits the environment
     monkeypatch.setenv("LALORA_FIGURES", str(tmp_path))  # smoke figures never overwrite the committed cpu ones
-    nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}}).execute()
+    nbclient.NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    ).execute()
     assert inline_images(nb) >= expected, f"{path.name}: {inline_images(nb)} inline figures, expected {expected}"

@@ -82,10 +82,13 @@ def test_every_badge_and_colab_cell_uses_the_one_repository_address():
     tool = _script("set_repository")
     url = tool.repository()
     assert url.startswith("https://github.com/") and "OWNER" not in url
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "set_repository.py"), "--check"],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "set_repository.py"), "--check"], capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stderr
-    stale = "[![Colab](b.svg)](https://colab.research.google.com/github/OWNER/lalora-lite/blob/main/notebooks/00_x.ipynb)"
+    stale = (
+        "[![Colab](b.svg)](https://colab.research.google.com/github/OWNER/lalora-lite/blob/main/notebooks/00_x.ipynb)"
+    )
     assert tool.rewrite_badges(stale, url) == f"[![Colab](b.svg)]({tool.badge_url(url, '00_x.ipynb')})"
     assert tool.rewrite_badges("git clone https://github.com/OWNER/lalora-lite.git", url) == f"git clone {url}.git"
     for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):
@@ -101,13 +104,20 @@ def test_colab_cell_installs_an_importable_package_into_a_running_kernel(tmp_pat
     import nbformat
 
     tool = _script("set_repository")
-    cell = next(c.source for c in nbformat.read(ROOT / "notebooks" / "00_primer.ipynb", 4).cells
-                if tool.COLAB_MARKER in c.source)
+    cell = next(
+        c.source
+        for c in nbformat.read(ROOT / "notebooks" / "00_primer.ipynb", 4).cells
+        if tool.COLAB_MARKER in c.source
+    )
     venv = tmp_path / "kernel"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     kernel = venv / "bin" / "python"
-    site = subprocess.run([str(kernel), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    site = subprocess.run(
+        [str(kernel), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     # like Colab's preinstalled stack: this venv's packages (pip, torch, ...) on the path, but a path
     # entry's own .pth files are not run, so this checkout's editable lalora_lite is not importable
     Path(site, "colab_stack.pth").write_text(next(p for p in sys.path if p.endswith("site-packages")) + "\n")
@@ -134,8 +144,9 @@ print("CACHE", sorted(os.listdir(cache_dir())))
 """
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env["LALORA_CACHE"] = str(tmp_path / "cache")
-    out = subprocess.run([str(kernel), "-c", program], capture_output=True, text=True, cwd=tmp_path, env=env,
-                         timeout=600)
+    out = subprocess.run(
+        [str(kernel), "-c", program], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600
+    )
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     installed = Path(re.search(r"FILE (.+)", out.stdout)[1])
     assert installed.is_relative_to(venv) and not installed.is_relative_to(ROOT)  # a real install, not the checkout

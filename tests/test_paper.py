@@ -33,12 +33,18 @@ def test_paper_layout_is_the_csv_pivoted():
     assert len(merged) == 16 and (merged["value_x"] == merged["value_y"]).all()
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda t: t.assign(method=t["method"].replace("lalora", "la-lora")), "unknown method"),
-    (lambda t: t.assign(value=np.where(t["metric"] == "accuracy", t["value"] / 100 + 100, t["value"])), "percentages"),
-    (lambda t: t.assign(metric=t["metric"].replace("top_hessian_eigenvalue", "sharpness")), "unknown metric"),
-    (lambda t: t.drop(columns="source"), "columns must be"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda t: t.assign(method=t["method"].replace("lalora", "la-lora")), "unknown method"),
+        (
+            lambda t: t.assign(value=np.where(t["metric"] == "accuracy", t["value"] / 100 + 100, t["value"])),
+            "percentages",
+        ),
+        (lambda t: t.assign(metric=t["metric"].replace("top_hessian_eigenvalue", "sharpness")), "unknown metric"),
+        (lambda t: t.drop(columns="source"), "columns must be"),
+    ],
+)
 def test_a_malformed_file_is_a_clear_error(tmp_path, change, message):
     path = tmp_path / "reported.csv"
     change(pd.read_csv(reported_path())).to_csv(path, index=False)
@@ -48,16 +54,37 @@ def test_a_malformed_file_is_a_clear_error(tmp_path, change, message):
 
 def fake_results(folder, task, profile, accuracies):
     """A results folder with one evaluated round per run: ``accuracies[method] = [per seed]`` at eps 3."""
-    rows = [{"task": task, "method": m, "epsilon_target": 3.0, "seed": s, "round": 1, "accuracy": a,
-             "upload_bytes": 1, "epsilon_spent": 3.0} for m, accs in accuracies.items() for s, a in enumerate(accs)]
+    rows = [
+        {
+            "task": task,
+            "method": m,
+            "epsilon_target": 3.0,
+            "seed": s,
+            "round": 1,
+            "accuracy": a,
+            "upload_bytes": 1,
+            "epsilon_spent": 3.0,
+        }
+        for m, accs in accuracies.items()
+        for s, a in enumerate(accs)
+    ]
     out = folder / task / profile
     out.mkdir(parents=True)
     pd.DataFrame(rows).to_csv(out / "history.csv", index=False)
 
 
 def test_ours_next_to_the_paper_with_sign_verdicts(tmp_path):
-    fake_results(tmp_path, "cifar100-swin-t", "colab", {"lalora": [0.60, 0.62, 0.64], "dp-lora": [0.50, 0.51, 0.55],
-                                                        "rolora": [0.70, 0.73, 0.74], "ffa-lora": [0.5, 0.7, 0.6]})
+    fake_results(
+        tmp_path,
+        "cifar100-swin-t",
+        "colab",
+        {
+            "lalora": [0.60, 0.62, 0.64],
+            "dp-lora": [0.50, 0.51, 0.55],
+            "rolora": [0.70, 0.73, 0.74],
+            "ffa-lora": [0.5, 0.7, 0.6],
+        },
+    )
     fake_results(tmp_path, "mystery-task", "cpu", {"lalora": [0.1, 0.2]})  # not a paper cell: left out
     table = ours_vs_reported(tmp_path).set_index("method")
     assert set(table.index) == {"lalora", "dp-lora", "rolora", "ffa-lora"} and not table["stand_in"].any()

@@ -84,7 +84,9 @@ def test_the_loop_reference_agrees_with_the_vectorised_engine(swin, image_batch)
 
     model = swin.model
     fast = per_example_gradients(model, lambda: summed_loss(model, image_batch), 6)
-    slow = per_example_by_loop(model, 6, lambda i: summed_loss(model, {k: v[i:i + 1] for k, v in image_batch.items()}))
+    slow = per_example_by_loop(
+        model, 6, lambda i: summed_loss(model, {k: v[i : i + 1] for k, v in image_batch.items()})
+    )
     assert set(fast) == set(slow)
     for name in fast:
         torch.testing.assert_close(fast[name], slow[name], rtol=1e-4, atol=1e-6)
@@ -106,10 +108,12 @@ def test_real_swin_t_at_224_px_gives_one_gradient_per_image():
             if name.endswith("lora_B"):
                 p.normal_(0, 0.02)
     model = backbone.model.eval()
-    batch = {"pixel_values": torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0)),
-             "labels": torch.tensor([1, 7])}
+    batch = {
+        "pixel_values": torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0)),
+        "labels": torch.tensor([1, 7]),
+    }
     fast = per_example_gradients(model, lambda: summed_loss(model, batch), 2)
-    slow = per_example_by_loop(model, 2, lambda i: summed_loss(model, {k: v[i:i + 1] for k, v in batch.items()}))
+    slow = per_example_by_loop(model, 2, lambda i: summed_loss(model, {k: v[i : i + 1] for k, v in batch.items()}))
     assert len(fast) == 50 and {g.shape[0] for g in fast.values()} == {2}  # 24 LoRA layers x (A, B) + head
     for name in fast:
         torch.testing.assert_close(fast[name], slow[name], rtol=1e-4, atol=1e-6)

@@ -8,10 +8,15 @@ from lalora_lite.study.plotting import plot_accuracy_vs_epsilon
 
 def test_accuracy_vs_epsilon_is_byte_identical_when_redrawn_and_leaves_numpy_alone(tmp_path):
     rng = np.random.default_rng(1)
-    runs = pd.DataFrame([{"method": m, "epsilon_target": eps, "seed": seed, "accuracy": rng.uniform(0.3, 0.9)}
-                         for m in ("dp-lora", "lalora", "lalora-nofilter") for eps in (1.0, 3.0) for seed in range(5)]
-                        + [{"method": "fedlora", "epsilon_target": float("inf"), "seed": s, "accuracy": 0.85}
-                           for s in range(5)])
+    runs = pd.DataFrame(
+        [
+            {"method": m, "epsilon_target": eps, "seed": seed, "accuracy": rng.uniform(0.3, 0.9)}
+            for m in ("dp-lora", "lalora", "lalora-nofilter")
+            for eps in (1.0, 3.0)
+            for seed in range(5)
+        ]
+        + [{"method": "fedlora", "epsilon_target": float("inf"), "seed": s, "accuracy": 0.85} for s in range(5)]
+    )
     meta = {"test_majority": 0.2, "test_chance": 0.2}
     np.random.seed(123)
     before = np.random.get_state()[1].copy()

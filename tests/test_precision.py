@@ -14,8 +14,12 @@ from lalora_lite.training import DPNoise, LocalConfig, evaluate, step_gradient, 
 
 def relative_errors(ours: dict, reference: dict) -> float:
     """Largest per-example relative error over all tensors."""
-    return max(((ours[n] - reference[n]).flatten(1).norm(dim=1)
-                / reference[n].flatten(1).norm(dim=1).clamp_min(1e-12)).max().item() for n in reference)
+    return max(
+        ((ours[n] - reference[n]).flatten(1).norm(dim=1) / reference[n].flatten(1).norm(dim=1).clamp_min(1e-12))
+        .max()
+        .item()
+        for n in reference
+    )
 
 
 @pytest.mark.parametrize("precision, tolerance", [("bf16", 0.05), ("fp16", 0.01)])
@@ -29,7 +33,8 @@ def test_low_precision_per_example_gradients_are_float32_and_close(precision, to
     reference = per_example_gradients(net, lambda: summed_loss(net, batch), 6)
     scale = loss_scale(precision)
     ours, dropped = unscale_per_example(
-        per_example_gradients(net, lambda: summed_loss(net, batch, precision) * scale, 6), scale)
+        per_example_gradients(net, lambda: summed_loss(net, batch, precision) * scale, 6), scale
+    )
     assert dropped == 0 and set(ours) == set(reference)
     assert all(g.dtype == torch.float32 and g.shape == reference[n].shape for n, g in ours.items())
     assert relative_errors(ours, reference) < tolerance
@@ -57,14 +62,17 @@ def test_dp_step_in_fp16_releases_clipped_float32_sums(swin, image_batch):
     dp = DPNoise(noise_multiplier=0.0, sample_rate=0.5, clip_norm=0.01, expected_batch_size=6.0)
     runs = {}
     for precision in ("fp32", "fp16"):
-        noisy, loss = step_gradient(swin.model, params, active, image_batch, dp, torch.Generator().manual_seed(0),
-                                    precision=precision)
+        noisy, loss = step_gradient(
+            swin.model, params, active, image_batch, dp, torch.Generator().manual_seed(0), precision=precision
+        )
         assert all(g.dtype == torch.float32 for g in noisy.values()) and math.isfinite(loss)
         norm = torch.sqrt(sum(g.pow(2).sum() for g in noisy.values())) * dp.expected_batch_size
         assert norm <= 6 * dp.clip_norm * (1 + 1e-5)
         runs[precision] = noisy
-    assert relative_errors({n: g[None] for n, g in runs["fp16"].items()},
-                           {n: g[None] for n, g in runs["fp32"].items()}) < 0.01
+    assert (
+        relative_errors({n: g[None] for n, g in runs["fp16"].items()}, {n: g[None] for n, g in runs["fp32"].items()})
+        < 0.01
+    )
     assert FP16_LOSS_SCALE > 1
 
 
@@ -73,8 +81,13 @@ def test_a_federated_run_in_bf16_learns_and_spends_the_same_epsilon():
     for precision in ("fp32", "bf16"):
         task = digits_swin(num_clients=4)
         untrained = evaluate(task.backbone.model, task.test)[0]
-        cfg = FederatedConfig("dp-lora", rounds=6, clients_per_round=2, epsilon=8.0,
-                              local=LocalConfig(local_steps=5, batch_size=32, lr=0.2, precision=precision))
+        cfg = FederatedConfig(
+            "dp-lora",
+            rounds=6,
+            clients_per_round=2,
+            epsilon=8.0,
+            local=LocalConfig(local_steps=5, batch_size=32, lr=0.2, precision=precision),
+        )
         histories[precision] = run_federated(task.backbone, task.clients, task.test, cfg, progress=False)
     fp32, bf16 = histories["fp32"].iloc[-1], histories["bf16"].iloc[-1]
     assert bf16["epsilon_spent"] == fp32["epsilon_spent"]  # accounting does not depend on precision

@@ -8,8 +8,8 @@ from conftest import tiny_bert
 
 from lalora_lite.lora import lora_layers
 from lalora_lite.models import forward_logits
-from lalora_lite.tasks.prefix import TopEncoder, encode_prefix
 from lalora_lite.tasks import get_profile, get_task
+from lalora_lite.tasks.prefix import TopEncoder, encode_prefix
 
 
 @pytest.mark.parametrize("frozen", [1, 2])

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 from conftest import load_script
 
-from lalora_lite.study.runs import run_digest
 from lalora_lite.study.comparison import search
+from lalora_lite.study.runs import run_digest
 from lalora_lite.study.search import GridSearch, check_grid, score, widened
 from lalora_lite.tasks import get_profile
 
@@ -79,9 +79,12 @@ def test_search_runs_every_budget_and_widens_through_the_runner(monkeypatch):
         def run(self, specs, desc):
             seen.extend(specs)
             # the best point is lr 0.8 (one step above the grid), clip 1.0, for every method and budget
-            return [pd.DataFrame({"round": [40], "accuracy": [1 - (abs(math.log2(s.lr / 0.8))
-                                                                   + abs(math.log2(s.clip_norm))) / 10]})
-                    for s in specs]
+            return [
+                pd.DataFrame(
+                    {"round": [40], "accuracy": [1 - (abs(math.log2(s.lr / 0.8)) + abs(math.log2(s.clip_norm))) / 10]}
+                )
+                for s in specs
+            ]
 
     searches, history = search("fmnist-swin", "cpu", profile, ("fedlora", "lalora"), (1.0, 3.0), FakeRunner())
     assert [(s.method, s.epsilon) for s in searches] == [("fedlora", None), ("lalora", 1.0), ("lalora", 3.0)]
@@ -123,9 +126,21 @@ def test_search_progress_reads_finished_runs_and_applies_the_rule(tmp_path):
     assert profile.clip_grid == (0.5, 1.0, 2.0) and profile.seeds[0] == 0
 
     def write(method, eps, lr, clip, last_two, seed=0, digest=current):
-        rows = [{"task": "wordnet-minilm", "profile": "cpu", "round": r, "method": method, "epsilon_target": eps,
-                 "seed": seed, "lr": lr, "clip_norm": clip, "accuracy": acc, "run_wall_s": 100.0}
-                for r, acc in zip((10, 20, 30), (0.1, *last_two))]
+        rows = [
+            {
+                "task": "wordnet-minilm",
+                "profile": "cpu",
+                "round": r,
+                "method": method,
+                "epsilon_target": eps,
+                "seed": seed,
+                "lr": lr,
+                "clip_norm": clip,
+                "accuracy": acc,
+                "run_wall_s": 100.0,
+            }
+            for r, acc in zip((10, 20, 30), (0.1, *last_two))
+        ]
         name = f"val_{method}_{eps}_seed{seed}_lr{lr}_clip{clip}_r30_{digest}.csv"
         pd.DataFrame(rows).to_csv(tmp_path / name, index=False)
 

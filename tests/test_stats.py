@@ -31,8 +31,17 @@ def _history(accuracies: dict[tuple[str, float], list[float]]) -> pd.DataFrame:
     for (method, eps), values in accuracies.items():
         for seed, acc in enumerate(values):
             for rnd, a in ((1, math.nan), (2, 0.1), (3, acc)):
-                rows.append({"method": method, "epsilon_target": eps, "seed": seed, "round": rnd, "accuracy": a,
-                             "upload_bytes": 100, "epsilon_spent": eps})
+                rows.append(
+                    {
+                        "method": method,
+                        "epsilon_target": eps,
+                        "seed": seed,
+                        "round": rnd,
+                        "accuracy": a,
+                        "upload_bytes": 100,
+                        "epsilon_spent": eps,
+                    }
+                )
     return pd.DataFrame(rows)
 
 

@@ -12,10 +12,22 @@ from lalora_lite.tasks import get_profile
 
 def stored(folder, profile_settings):
     folder.mkdir(parents=True)
-    pd.DataFrame([{"method": "lalora", "epsilon_target": 3.0, "seed": 0, "round": 1, "accuracy": 0.5,
-                   "upload_bytes": 1, "epsilon_spent": 3.0}]).to_csv(folder / "history.csv", index=False)
-    (folder / "meta.json").write_text(json.dumps({"profile_settings": profile_settings, "git_commit": "abcdef123"},
-                                                 default=list))
+    pd.DataFrame(
+        [
+            {
+                "method": "lalora",
+                "epsilon_target": 3.0,
+                "seed": 0,
+                "round": 1,
+                "accuracy": 0.5,
+                "upload_bytes": 1,
+                "epsilon_spent": 3.0,
+            }
+        ]
+    ).to_csv(folder / "history.csv", index=False)
+    (folder / "meta.json").write_text(
+        json.dumps({"profile_settings": profile_settings, "git_commit": "abcdef123"}, default=list)
+    )
 
 
 def test_a_stored_comparison_says_which_settings_changed_since(tmp_path):
@@ -34,12 +46,13 @@ def test_a_missing_comparison_is_an_error_naming_the_command(tmp_path):
 
 
 def test_claims_are_judged_by_the_paired_interval():
-    paired = pd.DataFrame([{"epsilon": 3.0, "baseline": "dp-lora", "difference": 0.05, "ci_low": 0.01,
-                            "ci_high": 0.09, "seeds": 5},
-                           {"epsilon": 3.0, "baseline": "rolora", "difference": -0.05, "ci_low": -0.09,
-                            "ci_high": -0.01, "seeds": 5},
-                           {"epsilon": 1.0, "baseline": "ffa-lora", "difference": 0.01, "ci_low": -0.02,
-                            "ci_high": 0.04, "seeds": 5}])
+    paired = pd.DataFrame(
+        [
+            {"epsilon": 3.0, "baseline": "dp-lora", "difference": 0.05, "ci_low": 0.01, "ci_high": 0.09, "seeds": 5},
+            {"epsilon": 3.0, "baseline": "rolora", "difference": -0.05, "ci_low": -0.09, "ci_high": -0.01, "seeds": 5},
+            {"epsilon": 1.0, "baseline": "ffa-lora", "difference": 0.01, "ci_low": -0.02, "ci_high": 0.04, "seeds": 5},
+        ]
+    )
     claims = paper_claims("cifar100-swin-t", paired)
     assert claims["verdict"].tolist() == ["reproduces", "does not reproduce", "unresolved"]
     assert claims["paper"].iloc[0] == "+14.67 points (Swin-T / CIFAR-100, eps=3)"

@@ -16,8 +16,9 @@ def test_every_method_has_its_own_style_and_unknown_names_are_named():
 
 
 def test_a_method_registered_later_gets_the_other_style():
-    METHODS["lalora-2"] = Method("lalora-2", lambda t, k: frozenset({"B"}) if (k // 2) % 2 == 0 else frozenset({"A"}),
-                                 smooth=True)
+    METHODS["lalora-2"] = Method(
+        "lalora-2", lambda t, k: frozenset({"B"}) if (k // 2) % 2 == 0 else frozenset({"A"}), smooth=True
+    )
     try:
         assert style("lalora-2") == OTHER_STYLE
     finally:

@@ -10,8 +10,8 @@ import torch
 from lalora_lite.federated import FederatedConfig, run_federated
 from lalora_lite.lora import lora_layers
 from lalora_lite.study.search import check_grid
-from lalora_lite.tasks.profiles import PAPER_TEXT, PAPER_VISION
 from lalora_lite.tasks import TASKS, build_task, get_profile
+from lalora_lite.tasks.profiles import PAPER_TEXT, PAPER_VISION
 from lalora_lite.training import LocalConfig
 
 
@@ -58,8 +58,11 @@ def test_colab_profiles_sit_between_cpu_and_paper():
     """Same federation shapes as the paper, subsets of its data, fp16 forward, the cpu protocol's grid."""
     for task, paper in (("cifar100-swin-t", PAPER_VISION), ("sst2-roberta", PAPER_TEXT)):
         colab = get_profile(task, "colab")
-        assert (colab.num_clients, colab.clients_per_round, colab.dirichlet_alpha) == \
-            (paper.num_clients, paper.clients_per_round, paper.dirichlet_alpha)
+        assert (colab.num_clients, colab.clients_per_round, colab.dirichlet_alpha) == (
+            paper.num_clients,
+            paper.clients_per_round,
+            paper.dirichlet_alpha,
+        )
         assert colab.train_size < paper.train_size and colab.rounds < paper.rounds
         assert colab.precision == "fp16" and paper.precision == "fp32"
         assert len(colab.lr_grid) == len(colab.clip_grid) == 3 and colab.search_rounds == colab.rounds
@@ -80,15 +83,30 @@ def test_paper_vision_task_on_a_local_stand_in(tmp_path, profile_name):
     from PIL import Image
 
     rng = np.random.default_rng(0)
-    rows = {"img": [Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)) for _ in range(24)],
-            "fine_label": [i % 3 for i in range(24)]}
+    rows = {
+        "img": [Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)) for _ in range(24)],
+        "fine_label": [i % 3 for i in range(24)],
+    }
     split = datasets.Dataset.from_dict(rows)
     datasets.DatasetDict({"train": split, "test": split.select(range(6))}).save_to_disk(tmp_path / "cifar")
     spec = TASKS["cifar100-swin-t"]
-    spec = dataclasses.replace(spec, source={**spec.source, "dataset": str(tmp_path / "cifar"), "pretrained": False,
-                                             "model_kwargs": {"embed_dim": 24, "depths": (1, 1), "num_heads": (1, 2)}})
-    profile = dataclasses.replace(get_profile("cifar100-swin-t", profile_name), train_size=16, val_size=4,
-                                  min_client_size=1, num_clients=2, clients_per_round=1)
+    spec = dataclasses.replace(
+        spec,
+        source={
+            **spec.source,
+            "dataset": str(tmp_path / "cifar"),
+            "pretrained": False,
+            "model_kwargs": {"embed_dim": 24, "depths": (1, 1), "num_heads": (1, 2)},
+        },
+    )
+    profile = dataclasses.replace(
+        get_profile("cifar100-swin-t", profile_name),
+        train_size=16,
+        val_size=4,
+        min_client_size=1,
+        num_clients=2,
+        clients_per_round=1,
+    )
     task = spec.builder(spec, profile, 0)
     assert task.test["pixel_values"].shape == (6, 3, 32, 32)  # stored small, resized to 224 inside the model
     assert task.backbone.model.size == 224 and len(task.class_names) == 3
@@ -105,20 +123,36 @@ def test_paper_glue_task_on_a_local_stand_in(tmp_path, profile_name):
 
     from lalora_lite.models import minilm_path
 
-    rows = {"question": [f"what is {i}?" for i in range(24)], "sentence": [f"it is {i}." for i in range(24)],
-            "label": [i % 2 for i in range(24)]}
+    rows = {
+        "question": [f"what is {i}?" for i in range(24)],
+        "sentence": [f"it is {i}." for i in range(24)],
+        "label": [i % 2 for i in range(24)],
+    }
     split = datasets.Dataset.from_dict(rows)
     datasets.DatasetDict({"train": split, "validation": split.select(range(6))}).save_to_disk(tmp_path / "glue")
     tokenizer = AutoTokenizer.from_pretrained(minilm_path())
-    config = RobertaConfig(vocab_size=tokenizer.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                           intermediate_size=32, max_position_embeddings=160)
+    config = RobertaConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=160,
+    )
     RobertaForSequenceClassification(config).save_pretrained(tmp_path / "roberta")
     tokenizer.save_pretrained(tmp_path / "roberta")
     spec = TASKS["qnli-roberta"]
-    spec = dataclasses.replace(spec, source={**spec.source, "dataset": str(tmp_path / "glue"),
-                                             "model": str(tmp_path / "roberta")})
-    profile = dataclasses.replace(get_profile("qnli-roberta", profile_name), train_size=16, val_size=4,
-                                  min_client_size=1, num_clients=2, clients_per_round=1)
+    spec = dataclasses.replace(
+        spec, source={**spec.source, "dataset": str(tmp_path / "glue"), "model": str(tmp_path / "roberta")}
+    )
+    profile = dataclasses.replace(
+        get_profile("qnli-roberta", profile_name),
+        train_size=16,
+        val_size=4,
+        min_client_size=1,
+        num_clients=2,
+        clients_per_round=1,
+    )
     task = spec.builder(spec, profile, 0)
     assert task.test["input_ids"].shape == (6, 128)  # the paper's max length (and colab's for sentence pairs)
     assert len(lora_layers(task.backbone.model)) == 3
@@ -134,8 +168,13 @@ def test_shipped_backbone_is_what_pretraining_rebuilds():
     checks what holds everywhere: the loader uses the file, pretraining is deterministic on this machine,
     and a fresh rebuild classifies the 5,000 public-class test images (never seen in pretraining) as well
     as the shipped backbone, to within 1.5 points (3 binomial standard errors)."""
-    from lalora_lite.tasks.fmnist import (PUBLIC_CLASSES, SHIPPED_WEIGHTS, _fmnist_classes, pretrain_fmnist_swin,
-                                         pretrained_fmnist_swin)
+    from lalora_lite.tasks.fmnist import (
+        PUBLIC_CLASSES,
+        SHIPPED_WEIGHTS,
+        _fmnist_classes,
+        pretrain_fmnist_swin,
+        pretrained_fmnist_swin,
+    )
     from lalora_lite.training import evaluate
 
     shipped = torch.load(SHIPPED_WEIGHTS / "fmnist-swin-public-1500steps.pt", weights_only=True)
@@ -169,8 +208,13 @@ def test_transfer_report_trains_head_then_lora_centrally_and_writes_it(task, tmp
     report = transfer_report(task, "smoke", tmp_path)
     profile = get_profile(task, "smoke")
     assert report["steps"] == profile.rounds * profile.local_steps * profile.clients_per_round == 16
-    for key in ("fresh_head_val_accuracy", "head_only_val_accuracy", "lora_and_head_val_accuracy",
-                "head_only_test_accuracy", "lora_and_head_test_accuracy"):
+    for key in (
+        "fresh_head_val_accuracy",
+        "head_only_val_accuracy",
+        "lora_and_head_val_accuracy",
+        "head_only_test_accuracy",
+        "lora_and_head_test_accuracy",
+    ):
         assert 0.0 <= report[key] <= 1.0
     for name in ("head_only", "lora_and_head"):
         by_lr = report[f"{name}_val_accuracy_by_lr"]

@@ -9,10 +9,31 @@
 
 from .coupling import aggregation_gap, coupling_norms, coupling_terms, delta_w, pairwise_cosine
 from .noise import accumulated_noise, noise_terms
-from .sharpness import (filter_normalised_direction, hessian_trace, hessian_vector_product, landscape_weights,
-                        loss_function, loss_surface, merged_space, top_hessian_eigenvalue)
+from .sharpness import (
+    filter_normalised_direction,
+    hessian_trace,
+    hessian_vector_product,
+    landscape_weights,
+    loss_function,
+    loss_surface,
+    merged_space,
+    top_hessian_eigenvalue,
+)
 
-__all__ = ["accumulated_noise", "aggregation_gap", "coupling_norms", "coupling_terms", "delta_w",
-           "filter_normalised_direction", "hessian_trace", "hessian_vector_product", "landscape_weights",
-           "loss_function", "loss_surface", "merged_space", "noise_terms", "pairwise_cosine",
-           "top_hessian_eigenvalue"]
+__all__ = [
+    "accumulated_noise",
+    "aggregation_gap",
+    "coupling_norms",
+    "coupling_terms",
+    "delta_w",
+    "filter_normalised_direction",
+    "hessian_trace",
+    "hessian_vector_product",
+    "landscape_weights",
+    "loss_function",
+    "loss_surface",
+    "merged_space",
+    "noise_terms",
+    "pairwise_cosine",
+    "top_hessian_eigenvalue",
+]

@@ -109,8 +109,15 @@ def gdp_mu_estimate(scores_in, scores_out) -> float:
 def best_threshold(scores_in, scores_out, delta: float, alpha: float = 0.05) -> float:
     """The threshold (among the scores' quantiles) with the largest Clopper-Pearson bound."""
     candidates = np.quantile(np.concatenate([scores_in, scores_out]), np.linspace(0.01, 0.99, 99))
-    return float(max(candidates, key=lambda t: (epsilon_lower_bound(scores_in, scores_out, t, delta, alpha),
-                                                gdp_mu_lower_bound(scores_in, scores_out, t, alpha))))
+    return float(
+        max(
+            candidates,
+            key=lambda t: (
+                epsilon_lower_bound(scores_in, scores_out, t, delta, alpha),
+                gdp_mu_lower_bound(scores_in, scores_out, t, alpha),
+            ),
+        )
+    )
 
 
 # --- the one-run bound (Steinke, Nasr & Jagielski 2023, Appendix D) ---------------------------
@@ -186,8 +193,9 @@ def with_canary(per_example: Gradients, canary: DiracCanary) -> Gradients:
 Mechanism = Callable[[Gradients, torch.Generator], Gradients]
 
 
-def background_gradients(tensors: int, size: int, examples: int, norm: float, canary: DiracCanary,
-                         seed: int) -> Gradients:
+def background_gradients(
+    tensors: int, size: int, examples: int, norm: float, canary: DiracCanary, seed: int
+) -> Gradients:
     """``examples`` random per-example gradients over ``tensors`` tensors of ``size`` numbers each,
     each example of L2 norm ``norm``, with the canary's coordinates set to zero (the auditor picks
     the neighbouring datasets: any fixed background is allowed)."""
@@ -200,8 +208,9 @@ def background_gradients(tensors: int, size: int, examples: int, norm: float, ca
     return grads
 
 
-def audit_mechanism(mechanism: Mechanism, background: Gradients, canary: DiracCanary, trials: int,
-                    seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def audit_mechanism(
+    mechanism: Mechanism, background: Gradients, canary: DiracCanary, trials: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Run ``mechanism`` ``trials`` times, the canary included with probability 1/2 each time;
     returns the scores (projection on the canary) of the "in" and the "out" trials."""
     rng = np.random.default_rng(seed)
@@ -216,8 +225,9 @@ def audit_mechanism(mechanism: Mechanism, background: Gradients, canary: DiracCa
 
 def dp_sgd_mechanism(clip_norm: float, noise_multiplier: float, expected_batch_size: float) -> Mechanism:
     """This package's mechanism, :func:`privacy.noisy_gradient`, as an audit target."""
-    return lambda per_example, generator: noisy_gradient(per_example, clip_norm, noise_multiplier,
-                                                         expected_batch_size, generator)
+    return lambda per_example, generator: noisy_gradient(
+        per_example, clip_norm, noise_multiplier, expected_batch_size, generator
+    )
 
 
 @dataclass
@@ -238,18 +248,32 @@ class AuditResult:
         return asdict(self)
 
 
-def summarise(name: str, scores_in: np.ndarray, scores_out: np.ndarray, claimed_epsilon: float, claimed_mu: float,
-              delta: float, alpha: float = 0.05) -> AuditResult:
+def summarise(
+    name: str,
+    scores_in: np.ndarray,
+    scores_out: np.ndarray,
+    claimed_epsilon: float,
+    claimed_mu: float,
+    delta: float,
+    alpha: float = 0.05,
+) -> AuditResult:
     """Threshold from the first half of the trials, bounds from the second half, mu estimate from all."""
     h_in, h_out = len(scores_in) // 2, len(scores_out) // 2
     threshold = best_threshold(scores_in[:h_in], scores_out[:h_out], delta, alpha)
     test_in, test_out = scores_in[h_in:], scores_out[h_out:]
     mu_lb = gdp_mu_lower_bound(test_in, test_out, threshold, alpha)
     return AuditResult(
-        mechanism=name, claimed_epsilon=claimed_epsilon, claimed_mu=claimed_mu,
-        exact_epsilon=gdp_epsilon(claimed_mu, delta), trials=len(scores_in) + len(scores_out), threshold=threshold,
-        epsilon_lb_cp=epsilon_lower_bound(test_in, test_out, threshold, delta, alpha), mu_lb=mu_lb,
-        epsilon_lb_gdp=gdp_epsilon(mu_lb, delta), mu_estimate=gdp_mu_estimate(scores_in, scores_out), delta=delta,
+        mechanism=name,
+        claimed_epsilon=claimed_epsilon,
+        claimed_mu=claimed_mu,
+        exact_epsilon=gdp_epsilon(claimed_mu, delta),
+        trials=len(scores_in) + len(scores_out),
+        threshold=threshold,
+        epsilon_lb_cp=epsilon_lower_bound(test_in, test_out, threshold, delta, alpha),
+        mu_lb=mu_lb,
+        epsilon_lb_gdp=gdp_epsilon(mu_lb, delta),
+        mu_estimate=gdp_mu_estimate(scores_in, scores_out),
+        delta=delta,
     )
 
 
@@ -287,9 +311,17 @@ def tiny_lora_model(features: int = 32, classes: int = 4, rank: int = 4, seed: i
     return model
 
 
-def audit_local_update(method: str, noise_multiplier: float, steps: int, trials: int, clip_norm: float = 1.0,
-                       examples: int = 64, lr: float = 0.05, seed: int = 0,
-                       factors: tuple[str, ...] = ("A", "B")) -> tuple[np.ndarray, np.ndarray]:
+def audit_local_update(
+    method: str,
+    noise_multiplier: float,
+    steps: int,
+    trials: int,
+    clip_norm: float = 1.0,
+    examples: int = 64,
+    lr: float = 0.05,
+    seed: int = 0,
+    factors: tuple[str, ...] = ("A", "B"),
+) -> tuple[np.ndarray, np.ndarray]:
     """Audit ``training.local_update`` of ``method`` on :func:`tiny_lora_model` at full batch (q = 1).
 
     The canary has one coordinate in each of ``factors``: ``A[0, 0]`` and/or ``B[0, 0]``. In both, it
@@ -314,7 +346,17 @@ def audit_local_update(method: str, noise_multiplier: float, steps: int, trials:
         local = copy.deepcopy(model)
         params = trainable_parameters(local, ())
         hook = CanaryInUpdate(canary, bool(rng.random() < 0.5))
-        local_update(local, params, data, get_method(method), 0, steps, cfg, dp,
-                     torch.Generator().manual_seed(seed * 1_000_003 + trial), canary=hook)
+        local_update(
+            local,
+            params,
+            data,
+            get_method(method),
+            0,
+            steps,
+            cfg,
+            dp,
+            torch.Generator().manual_seed(seed * 1_000_003 + trial),
+            canary=hook,
+        )
         scores[hook.included].append(hook.score)
     return np.asarray(scores[True]), np.asarray(scores[False])

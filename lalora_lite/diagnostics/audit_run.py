@@ -59,8 +59,10 @@ LABELS = {"ours": "ours (per-example clipping)", "authors": "authors (batch-mean
 
 def mechanisms(sigma: float) -> dict[str, Mechanism]:
     """The two audited mechanisms at the same noise multiplier: ours and the authors' (NOT private)."""
-    return {"ours": dp_sgd_mechanism(CLIP, sigma, BATCH),
-            "authors": lambda per_example, generator: authors_noisy_gradient(per_example, sigma, generator)}
+    return {
+        "ours": dp_sgd_mechanism(CLIP, sigma, BATCH),
+        "authors": lambda per_example, generator: authors_noisy_gradient(per_example, sigma, generator),
+    }
 
 
 def step_audits(profile: AuditProfile, seed: int = 0) -> pd.DataFrame:
@@ -88,8 +90,9 @@ def update_audits(profile: AuditProfile, seed: int = 0) -> pd.DataFrame:
         sigma = calibrate_noise_multiplier(eps, DELTA, 1.0, profile.update_steps)
         claimed, mu = claim(sigma, profile.update_steps, DELTA)
         for method in profile.update_methods:
-            scores_in, scores_out = audit_local_update(method, sigma, profile.update_steps, profile.update_trials,
-                                                       clip_norm=CLIP, seed=seed)
+            scores_in, scores_out = audit_local_update(
+                method, sigma, profile.update_steps, profile.update_trials, clip_norm=CLIP, seed=seed
+            )
             row = summarise(f"local_update ({method})", scores_in, scores_out, claimed, mu, DELTA).to_dict()
             rows.append({**row, "sigma": sigma, "steps": profile.update_steps})
     return pd.DataFrame(rows)
@@ -114,8 +117,12 @@ def one_run_audit(canaries: int, guesses: int, mechanism: Mechanism, seed: int =
     order = np.argsort(update[:canaries].numpy())
     half = guesses // 2
     correct = int(included[order[-half:]].sum() + (~included[order[:half]]).sum())
-    return {"canaries": canaries, "guesses": 2 * half, "correct": correct,
-            "epsilon_lb": one_run_epsilon_lower_bound(canaries, 2 * half, correct, DELTA, 0.05)}
+    return {
+        "canaries": canaries,
+        "guesses": 2 * half,
+        "correct": correct,
+        "epsilon_lb": one_run_epsilon_lower_bound(canaries, 2 * half, correct, DELTA, 0.05),
+    }
 
 
 def one_run_audits(profile: AuditProfile, seed: int = 0) -> pd.DataFrame:
@@ -137,14 +144,23 @@ def run_audit(profile_name: str, results: Path, figures: Path, seed: int = 0) ->
     out = results / "audit" / profile_name
     out.mkdir(parents=True, exist_ok=True)
     started, tables, timings = time.perf_counter(), {}, {}
-    for name, fn in (("step_audit", step_audits), ("local_update_audit", update_audits),
-                     ("one_run_audit", one_run_audits)):
+    for name, fn in (
+        ("step_audit", step_audits),
+        ("local_update_audit", update_audits),
+        ("one_run_audit", one_run_audits),
+    ):
         t0 = time.perf_counter()
         tables[name] = fn(profile, seed)
         timings[name] = round(time.perf_counter() - t0, 1)
         tables[name].to_csv(out / f"{name}.csv", index=False)
-    meta = {"profile": profile_name, "settings": profile.__dict__, "delta": DELTA, "clip_norm": CLIP,
-            "seed": seed, "wall_s": timings | {"total": round(time.perf_counter() - started, 1)}}
+    meta = {
+        "profile": profile_name,
+        "settings": profile.__dict__,
+        "delta": DELTA,
+        "clip_norm": CLIP,
+        "seed": seed,
+        "wall_s": timings | {"total": round(time.perf_counter() - started, 1)},
+    }
     (out / "meta.json").write_text(json.dumps(meta, indent=2))
     figures.mkdir(parents=True, exist_ok=True)
     import matplotlib.pyplot as plt
@@ -161,16 +177,29 @@ def plot_audit(step: pd.DataFrame, path: Path | None = None):
     styles = {"ours": ("tab:blue", "o"), "authors": ("tab:red", "s")}
     for name, group in step.groupby("mechanism", sort=False):
         colour, marker = styles[name.split()[0]]
-        ax.plot(group["claimed_epsilon"], group["epsilon_lb_gdp"], marker=marker, color=colour, label=f"{name}: GDP bound")
-        ax.plot(group["claimed_epsilon"], group["epsilon_lb_cp"], marker=marker, color=colour, ls="--", mfc="none",
-                label=f"{name}: Clopper-Pearson bound")
+        ax.plot(
+            group["claimed_epsilon"], group["epsilon_lb_gdp"], marker=marker, color=colour, label=f"{name}: GDP bound"
+        )
+        ax.plot(
+            group["claimed_epsilon"],
+            group["epsilon_lb_cp"],
+            marker=marker,
+            color=colour,
+            ls="--",
+            mfc="none",
+            label=f"{name}: Clopper-Pearson bound",
+        )
     claimed = [0.8 * step["claimed_epsilon"].min(), 1.25 * step["claimed_epsilon"].max()]
     ax.plot(claimed, claimed, color="black", lw=1, label="lower bound = claimed epsilon")
     ax.set_xscale("log")
     ax.set_yscale("symlog", linthresh=1.0)  # linear below 1 (bounds of 0 stay visible), log above
-    ax.set(xlim=claimed, ylim=(0, 2 * step["epsilon_lb_gdp"].max()),
-           xlabel="claimed epsilon (RDP accountant, delta=1e-5)", ylabel="empirical epsilon lower bound (95%)",
-           title=f"Privacy audit of one DP step ({int(step['trials'].iloc[0])} trials per point)")
+    ax.set(
+        xlim=claimed,
+        ylim=(0, 2 * step["epsilon_lb_gdp"].max()),
+        xlabel="claimed epsilon (RDP accountant, delta=1e-5)",
+        ylabel="empirical epsilon lower bound (95%)",
+        title=f"Privacy audit of one DP step ({int(step['trials'].iloc[0])} trials per point)",
+    )
     ticks = sorted(step["claimed_epsilon"].unique())
     ax.set_xticks(ticks, [f"{t:.3g}" for t in ticks])
     ax.xaxis.set_minor_locator(plt.NullLocator())

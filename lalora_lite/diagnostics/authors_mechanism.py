@@ -32,9 +32,13 @@ from ..accounting import epsilon_for
 MAX_CLIP = 0.4
 
 
-def authors_noisy_gradient(per_example: dict[str, torch.Tensor], noise_multiplier: float,
-                           generator: torch.Generator | None = None, max_clip: float = MAX_CLIP,
-                           smooth: float = 0.0) -> dict[str, torch.Tensor]:
+def authors_noisy_gradient(
+    per_example: dict[str, torch.Tensor],
+    noise_multiplier: float,
+    generator: torch.Generator | None = None,
+    max_clip: float = MAX_CLIP,
+    smooth: float = 0.0,
+) -> dict[str, torch.Tensor]:
     """The authors' update from per-example gradients ``(b, *shape)`` (b >= 1): steps 1-3 above,
     and step 4 when ``smooth > 0`` (an audit reads the update before it: post-processing)."""
     b = next(iter(per_example.values())).shape[0]
@@ -68,8 +72,9 @@ def effective_noise_multiplier(noise_multiplier: float, batch_size: int, tensors
     return noise_multiplier / (2 * batch_size * math.sqrt(tensors))
 
 
-def epsilon_actually_bought(noise_multiplier: float, batch_size: int, tensors: int, sample_rate: float,
-                            steps: int, delta: float) -> float:
+def epsilon_actually_bought(
+    noise_multiplier: float, batch_size: int, tensors: int, sample_rate: float, steps: int, delta: float
+) -> float:
     """The epsilon the accountant gives for the effective noise multiplier (a lower estimate: it
     ignores the leak through the data-dependent clip ``C'``)."""
     return epsilon_for(effective_noise_multiplier(noise_multiplier, batch_size, tensors), sample_rate, steps, delta)

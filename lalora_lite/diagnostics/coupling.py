@@ -17,8 +17,9 @@ from torch import nn
 from ..lora import lora_layers
 
 
-def coupling_terms(A: torch.Tensor, B: torch.Tensor, dA: torch.Tensor, dB: torch.Tensor, scale: float
-                   ) -> dict[str, torch.Tensor]:
+def coupling_terms(
+    A: torch.Tensor, B: torch.Tensor, dA: torch.Tensor, dB: torch.Tensor, scale: float
+) -> dict[str, torch.Tensor]:
     """The three parts of ``dW = s[(B + dB)(A + dA) - B A]``; they sum to ``dW`` exactly.
 
     ``A, dA: (r, n)``, ``B, dB: (m, r)``; returns ``(m, n)`` tensors ``dB_A``, ``B_dA``, ``dB_dA``.
@@ -26,8 +27,9 @@ def coupling_terms(A: torch.Tensor, B: torch.Tensor, dA: torch.Tensor, dB: torch
     return {"dB_A": scale * dB @ A, "B_dA": scale * B @ dA, "dB_dA": scale * dB @ dA}
 
 
-def coupling_norms(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor], model: nn.Module
-                   ) -> dict[str, float]:
+def coupling_norms(
+    before: dict[str, torch.Tensor], after: dict[str, torch.Tensor], model: nn.Module
+) -> dict[str, float]:
     """Frobenius norms of the three parts summed in quadrature over all LoRA layers of ``model``.
 
     ``before``/``after``: LoRA states (name -> tensor) around one or more optimizer steps.
@@ -46,12 +48,16 @@ def coupling_norms(before: dict[str, torch.Tensor], after: dict[str, torch.Tenso
     return norms
 
 
-def delta_w(state: dict[str, torch.Tensor], reference: dict[str, torch.Tensor], model: nn.Module
-            ) -> dict[str, torch.Tensor]:
+def delta_w(
+    state: dict[str, torch.Tensor], reference: dict[str, torch.Tensor], model: nn.Module
+) -> dict[str, torch.Tensor]:
     """Per layer, ``s (B A - B_ref A_ref)``: how a client moved the effective weight."""
     return {
-        name: layer.scale * (state[f"{name}.lora_B"] @ state[f"{name}.lora_A"]
-                             - reference[f"{name}.lora_B"] @ reference[f"{name}.lora_A"])
+        name: layer.scale
+        * (
+            state[f"{name}.lora_B"] @ state[f"{name}.lora_A"]
+            - reference[f"{name}.lora_B"] @ reference[f"{name}.lora_A"]
+        )
         for name, layer in lora_layers(model).items()
     }
 
@@ -59,8 +65,11 @@ def delta_w(state: dict[str, torch.Tensor], reference: dict[str, torch.Tensor], 
 def pairwise_cosine(updates: Sequence[dict[str, torch.Tensor]]) -> float:
     """Mean cosine similarity between the flattened updates of every pair of clients."""
     flat = [torch.cat([u[k].flatten() for k in sorted(u)]) for u in updates]
-    sims = [torch.nn.functional.cosine_similarity(flat[i], flat[j], dim=0).item()
-            for i in range(len(flat)) for j in range(i + 1, len(flat))]
+    sims = [
+        torch.nn.functional.cosine_similarity(flat[i], flat[j], dim=0).item()
+        for i in range(len(flat))
+        for j in range(i + 1, len(flat))
+    ]
     return sum(sims) / len(sims) if sims else float("nan")
 
 

@@ -13,8 +13,14 @@ from collections.abc import Callable
 import torch
 
 
-def noise_terms(A: torch.Tensor, B: torch.Tensor, tau: float, scale: float, samples: int = 64,
-                generator: torch.Generator | None = None) -> dict[str, float]:
+def noise_terms(
+    A: torch.Tensor,
+    B: torch.Tensor,
+    tau: float,
+    scale: float,
+    samples: int = 64,
+    generator: torch.Generator | None = None,
+) -> dict[str, float]:
     """Monte Carlo RMS Frobenius norms of the noise reaching ``W`` when both factors get noise of std ``tau``.
 
     ``linear = s (N_B A + B N_A)``, ``quadratic = s N_B N_A``, and ``full = N_W`` (full fine-tuning:
@@ -39,10 +45,18 @@ def noise_terms(A: torch.Tensor, B: torch.Tensor, tau: float, scale: float, samp
     }
 
 
-def accumulated_noise(A: torch.Tensor, B: torch.Tensor, tau: float, scale: float,
-                      active: Callable[[int, int], frozenset[str]], local_steps: int, rounds: int = 1,
-                      clients: int = 1, samples: int = 32, generator: torch.Generator | None = None
-                      ) -> dict[str, float]:
+def accumulated_noise(
+    A: torch.Tensor,
+    B: torch.Tensor,
+    tau: float,
+    scale: float,
+    active: Callable[[int, int], frozenset[str]],
+    local_steps: int,
+    rounds: int = 1,
+    clients: int = 1,
+    samples: int = 32,
+    generator: torch.Generator | None = None,
+) -> dict[str, float]:
     """Noise reaching ``W`` after whole rounds of pure-noise federated training of one LoRA layer.
 
     The gradient signal is set to zero so that only noise moves the factors: at local step ``k`` of

@@ -17,7 +17,6 @@ from ..data import Dataset, to_device
 from ..lora import lora_layers
 from ..training import summed_loss
 
-
 LossOnBatches = Callable[[], torch.Tensor]
 
 
@@ -34,17 +33,23 @@ def loss_function(model: nn.Module, batches: Iterable[Dataset]) -> LossOnBatches
     return loss
 
 
-def hessian_vector_product(loss: LossOnBatches, params: Sequence[torch.Tensor], vector: Sequence[torch.Tensor]
-                           ) -> list[torch.Tensor]:
+def hessian_vector_product(
+    loss: LossOnBatches, params: Sequence[torch.Tensor], vector: Sequence[torch.Tensor]
+) -> list[torch.Tensor]:
     """``H v`` by double backpropagation: ``d/dtheta (grad L . v)``."""
     grads = torch.autograd.grad(loss(), params, create_graph=True)
     dot = sum((g * v).sum() for g, v in zip(grads, vector))
     return [h.detach() for h in torch.autograd.grad(dot, params)]
 
 
-def _power_iteration(hvp: Callable[[list[torch.Tensor]], list[torch.Tensor]], shapes: list[torch.Size], iters: int,
-                     tol: float, generator: torch.Generator | None, min_iters: int = 10
-                     ) -> tuple[float, bool, list[float]]:
+def _power_iteration(
+    hvp: Callable[[list[torch.Tensor]], list[torch.Tensor]],
+    shapes: list[torch.Size],
+    iters: int,
+    tol: float,
+    generator: torch.Generator | None,
+    min_iters: int = 10,
+) -> tuple[float, bool, list[float]]:
     """Dominant (largest-magnitude) eigenvalue of the linear map ``hvp`` by power iteration.
 
     Convergence (two successive Rayleigh quotients within ``tol``, relative) is accepted only after
@@ -66,9 +71,14 @@ def _power_iteration(hvp: Callable[[list[torch.Tensor]], list[torch.Tensor]], sh
     return estimates[-1], False, estimates
 
 
-def top_hessian_eigenvalue(loss: LossOnBatches, params: Sequence[torch.Tensor], iters: int = 50, tol: float = 1e-3,
-                           generator: torch.Generator | None = None, min_iters: int = 10
-                           ) -> tuple[float, bool, list[float]]:
+def top_hessian_eigenvalue(
+    loss: LossOnBatches,
+    params: Sequence[torch.Tensor],
+    iters: int = 50,
+    tol: float = 1e-3,
+    generator: torch.Generator | None = None,
+    min_iters: int = 10,
+) -> tuple[float, bool, list[float]]:
     """Largest (most positive) Hessian eigenvalue, from Hessian-vector products only.
 
     Power iteration finds the eigenvalue of largest magnitude ``l1``. If ``l1 < 0`` (a saddle or a
@@ -90,9 +100,13 @@ def top_hessian_eigenvalue(loss: LossOnBatches, params: Sequence[torch.Tensor], 
     return top, converged and converged_top, estimates + more
 
 
-def _most_positive_by_lanczos(hvp: Callable[[list[torch.Tensor]], list[torch.Tensor]], shapes: list[torch.Size],
-                              products: int, tol: float, generator: torch.Generator | None
-                              ) -> tuple[float, bool, list[float]]:
+def _most_positive_by_lanczos(
+    hvp: Callable[[list[torch.Tensor]], list[torch.Tensor]],
+    shapes: list[torch.Size],
+    products: int,
+    tol: float,
+    generator: torch.Generator | None,
+) -> tuple[float, bool, list[float]]:
     """Most positive eigenvalue of the symmetric map ``hvp`` by implicitly restarted Lanczos (ARPACK via
     scipy) in float64 around float32 products, with Lanczos bases of up to 20 vectors restarted within a
     budget of about ``products`` products; ``(eigenvalue, converged, Rayleigh quotient per product)``.
@@ -103,8 +117,13 @@ def _most_positive_by_lanczos(hvp: Callable[[list[torch.Tensor]], list[torch.Ten
 
     def apply(x: np.ndarray) -> np.ndarray:
         chunks = np.split(np.asarray(x, dtype=np.float64).ravel(), np.cumsum(sizes)[:-1])
-        hv = torch.cat([h.reshape(-1) for h in hvp([torch.from_numpy(c).float().view(s)
-                                                    for c, s in zip(chunks, shapes)])]).double().numpy()
+        hv = (
+            torch.cat(
+                [h.reshape(-1) for h in hvp([torch.from_numpy(c).float().view(s) for c, s in zip(chunks, shapes)])]
+            )
+            .double()
+            .numpy()
+        )
         quotients.append(float(x.ravel() @ hv / (x.ravel() @ x.ravel())))
         return hv
 
@@ -114,8 +133,16 @@ def _most_positive_by_lanczos(hvp: Callable[[list[torch.Tensor]], list[torch.Ten
     operator = LinearOperator((n, n), matvec=apply, dtype=np.float64)
     basis = min(n, 20)
     try:
-        values = eigsh(operator, k=1, which="LA", tol=tol, v0=start, ncv=basis, maxiter=max(1, products // basis),
-                       return_eigenvectors=False)
+        values = eigsh(
+            operator,
+            k=1,
+            which="LA",
+            tol=tol,
+            v0=start,
+            ncv=basis,
+            maxiter=max(1, products // basis),
+            return_eigenvectors=False,
+        )
         return float(values[-1]), True, quotients
     except ArpackNoConvergence as stopped:
         found = stopped.eigenvalues
@@ -149,8 +176,9 @@ def merged_space(model: nn.Module, head: Sequence[str]) -> Iterator[list[torch.T
             w.requires_grad_(flag)
 
 
-def hessian_trace(loss: LossOnBatches, params: Sequence[torch.Tensor], samples: int = 20,
-                  generator: torch.Generator | None = None) -> float:
+def hessian_trace(
+    loss: LossOnBatches, params: Sequence[torch.Tensor], samples: int = 20, generator: torch.Generator | None = None
+) -> float:
     """Hutchinson's estimate ``E[v^T H v]`` with Rademacher ``v``."""
     params = list(params)
     total = 0.0
@@ -165,8 +193,9 @@ def _rows(t: torch.Tensor) -> torch.Tensor:
     return t.reshape(t.shape[0], -1) if t.ndim > 1 else t.reshape(1, -1)
 
 
-def filter_normalised_direction(references: Sequence[torch.Tensor], generator: torch.Generator | None = None
-                                ) -> list[torch.Tensor]:
+def filter_normalised_direction(
+    references: Sequence[torch.Tensor], generator: torch.Generator | None = None
+) -> list[torch.Tensor]:
     """A random direction whose every row has the norm of the matching reference row (Li et al., 2018).
 
     ``references`` are the weights being moved (or, for the merged space, ``W0 + s B A``).
@@ -181,8 +210,9 @@ def filter_normalised_direction(references: Sequence[torch.Tensor], generator: t
     return direction
 
 
-def landscape_weights(model: nn.Module, head: Sequence[str], merged: bool = False
-                      ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+def landscape_weights(
+    model: nn.Module, head: Sequence[str], merged: bool = False
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """``(weights to move, row-norm references)`` of a landscape.
 
     Default: the LoRA factors and the head (references: themselves). With ``merged``: the base
@@ -199,8 +229,12 @@ def landscape_weights(model: nn.Module, head: Sequence[str], merged: bool = Fals
 
 
 @torch.no_grad()
-def loss_surface(loss: LossOnBatches, weights: Sequence[torch.Tensor], directions: Sequence[Sequence[torch.Tensor]],
-                 coords: Sequence[float]) -> torch.Tensor:
+def loss_surface(
+    loss: LossOnBatches,
+    weights: Sequence[torch.Tensor],
+    directions: Sequence[Sequence[torch.Tensor]],
+    coords: Sequence[float],
+) -> torch.Tensor:
     """Loss on a 1-D line (one direction) or 2-D grid (two) of ``theta + a d1 (+ b d2)``.
 
     The weights are restored afterwards. Returns ``(len(coords),)`` or ``(len(coords), len(coords))``.

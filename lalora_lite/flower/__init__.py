@@ -32,5 +32,13 @@ from .client import TaskLoader, make_client_app
 from .run_config import config_from_run_config, server_setup_from_run_config, task_from_run_config
 from .server import SeededFedAvg, ServerSetup, make_server_app
 
-__all__ = ["SeededFedAvg", "ServerSetup", "TaskLoader", "config_from_run_config", "make_client_app",
-           "make_server_app", "server_setup_from_run_config", "task_from_run_config"]
+__all__ = [
+    "SeededFedAvg",
+    "ServerSetup",
+    "TaskLoader",
+    "config_from_run_config",
+    "make_client_app",
+    "make_server_app",
+    "server_setup_from_run_config",
+    "task_from_run_config",
+]

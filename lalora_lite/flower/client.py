@@ -53,9 +53,16 @@ class _ClientState:
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         reply = self.last_reply
-        save_atomically({"ledger": self.ledger.state_dict() if self.ledger else None, "last_round": self.last_round,
-                         "upload": reply.upload if reply else {}, "loss": reply.loss if reply else math.nan,
-                         "steps": reply.steps if reply else 0}, path)
+        save_atomically(
+            {
+                "ledger": self.ledger.state_dict() if self.ledger else None,
+                "last_round": self.last_round,
+                "upload": reply.upload if reply else {},
+                "loss": reply.loss if reply else math.nan,
+                "steps": reply.steps if reply else 0,
+            },
+            path,
+        )
 
     @classmethod
     def load(cls, path: Path) -> _ClientState:
@@ -64,8 +71,9 @@ class _ClientState:
         return cls(ledger, s["last_round"], ClientResult(s["upload"], s["loss"], s["steps"]))
 
 
-def _client_state(context: Context, cfg: FederatedConfig, size: int, num_clients: int, partition: int,
-                  server_steps: int) -> _ClientState:
+def _client_state(
+    context: Context, cfg: FederatedConfig, size: int, num_clients: int, partition: int, server_steps: int
+) -> _ClientState:
     """The client's state: the most-spent of its in-memory copy, its disk copy and the server's copy."""
     fresh = client_ledger(cfg, size, num_clients) if get_method(cfg.method).private else None
     state = _ClientState(fresh)
@@ -81,8 +89,10 @@ def _client_state(context: Context, cfg: FederatedConfig, size: int, num_clients
             state = on_disk
     if state.ledger is not None:
         if (state.ledger.noise_multiplier, state.ledger.sample_rate) != (fresh.noise_multiplier, fresh.sample_rate):
-            raise ValueError(f"client {partition}: stored ledger (sigma {state.ledger.noise_multiplier}, "
-                             f"q {state.ledger.sample_rate}) does not match this run's calibration")
+            raise ValueError(
+                f"client {partition}: stored ledger (sigma {state.ledger.noise_multiplier}, "
+                f"q {state.ledger.sample_rate}) does not match this run's calibration"
+            )
         state.ledger.steps = max(state.ledger.steps, server_steps)
     return state
 
@@ -120,26 +130,32 @@ def make_client_app(load_task: TaskLoader, num_threads: int | None = None) -> Cl
             raise ValueError(f"message for partition {config['partition-id']} reached partition {partition}")
         task = task_of(context)
         data = task.clients[partition]
-        state = _client_state(context, cfg, dataset_size(data), int(config["num-clients"]), partition,
-                              int(config["ledger-steps"]))
+        state = _client_state(
+            context, cfg, dataset_size(data), int(config["num-clients"]), partition, int(config["ledger-steps"])
+        )
         if state.last_round == t and state.last_reply is not None:
             result = state.last_reply  # a resent request: answer again, spend nothing
         else:
             model, head = task.backbone.model, task.backbone.head
             load_lora_state(model, msg.content["arrays"].to_torch_state_dict())
-            result = train_client(model, trainable_parameters(model, head), head, data, cfg, t, partition,
-                                  state.ledger)
+            result = train_client(model, trainable_parameters(model, head), head, data, cfg, t, partition, state.ledger)
             state.last_round, state.last_reply = t, result
             if (path := _ledger_file(context, cfg, partition)) is not None:
                 state.save(path)  # before replying: a reply that got out is always on disk
         ledger = state.ledger
-        context.state["lalora"] = ConfigRecord({"last-round": state.last_round,
-                                                "ledger-steps": ledger.steps if ledger else 0})
-        metrics = MetricRecord({
-            "partition-id": partition, "steps": result.steps, "train-loss": result.loss,
-            "num-examples": dataset_size(data), "epsilon": ledger.epsilon if ledger else math.inf,
-            "ledger-steps": ledger.steps if ledger else 0,
-        })
+        context.state["lalora"] = ConfigRecord(
+            {"last-round": state.last_round, "ledger-steps": ledger.steps if ledger else 0}
+        )
+        metrics = MetricRecord(
+            {
+                "partition-id": partition,
+                "steps": result.steps,
+                "train-loss": result.loss,
+                "num-examples": dataset_size(data),
+                "epsilon": ledger.epsilon if ledger else math.inf,
+                "ledger-steps": ledger.steps if ledger else 0,
+            }
+        )
         return Message(RecordDict({"arrays": ArrayRecord(result.upload), "metrics": metrics}), reply_to=msg)
 
     return app

@@ -15,6 +15,7 @@ from ..tasks import Task
 from ..training import LocalConfig
 from .server import ServerSetup
 
+
 def _import(target: str) -> Callable:
     """``"package.module:function"`` -> the function."""
     module, _, name = target.partition(":")
@@ -32,16 +33,33 @@ def task_from_run_config(context: Context) -> Task:
 
 def config_from_run_config(run: dict) -> FederatedConfig:
     """The run's :class:`FederatedConfig` from flat run-config keys (``epsilon = "none"`` for no DP)."""
-    local = LocalConfig(local_steps=int(run["local-steps"]), batch_size=int(run["batch-size"]), lr=float(run["lr"]),
-                        optimizer=str(run["optimizer"]), clip_norm=float(run["clip-norm"]))
+    local = LocalConfig(
+        local_steps=int(run["local-steps"]),
+        batch_size=int(run["batch-size"]),
+        lr=float(run["lr"]),
+        optimizer=str(run["optimizer"]),
+        clip_norm=float(run["clip-norm"]),
+    )
     epsilon = None if str(run["epsilon"]).lower() == "none" else float(run["epsilon"])
-    return FederatedConfig(str(run["method"]), rounds=int(run["rounds"]), local=local, epsilon=epsilon,
-                           clients_per_round=int(run["clients-per-round"]), count_steps=str(run["count-steps"]),
-                           seed=int(run["seed"]), secure_noise=bool(run["secure-noise"]))
+    return FederatedConfig(
+        str(run["method"]),
+        rounds=int(run["rounds"]),
+        local=local,
+        epsilon=epsilon,
+        clients_per_round=int(run["clients-per-round"]),
+        count_steps=str(run["count-steps"]),
+        seed=int(run["seed"]),
+        secure_noise=bool(run["secure-noise"]),
+    )
 
 
 def server_setup_from_run_config(context: Context) -> ServerSetup:
     run = dict(context.run_config)
     checkpoint = Path(str(run["checkpoint"])) if run.get("checkpoint") else None
-    return ServerSetup(task_from_run_config, config_from_run_config(run), checkpoint,
-                       float(run.get("reply-timeout", 600.0)), int(run.get("threads", 0)) or None)
+    return ServerSetup(
+        task_from_run_config,
+        config_from_run_config(run),
+        checkpoint,
+        float(run.get("reply-timeout", 600.0)),
+        int(run.get("threads", 0)) or None,
+    )

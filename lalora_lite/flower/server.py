@@ -16,13 +16,22 @@ from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg
 
 from ..data import dataset_size
-from ..federated import (ClientResult, FederatedConfig, ServerState, aggregate, evaluate_global, round_clients,
-                         round_row, validate)
+from ..federated import (
+    ClientResult,
+    FederatedConfig,
+    ServerState,
+    aggregate,
+    evaluate_global,
+    round_clients,
+    round_row,
+    validate,
+)
 from ..lora import load_lora_state, lora_state
 from ..tasks import Task
 from .client import TaskLoader
 
 log = logging.getLogger("flwr")  # Flower's logger: shows in `flwr log` and the simulation output
+
 
 class SeededFedAvg(FedAvg):
     """FedAvg that picks, averages and checkpoints exactly as :func:`run_federated` does.
@@ -34,17 +43,23 @@ class SeededFedAvg(FedAvg):
     centrally and saves a :class:`~lalora_lite.checkpoint.Checkpoint`.
     """
 
-    def __init__(self, task: Task, cfg: FederatedConfig, checkpoint: Path | None = None,
-                 reply_timeout: float = 600.0, retries: int = 3) -> None:
+    def __init__(
+        self,
+        task: Task,
+        cfg: FederatedConfig,
+        checkpoint: Path | None = None,
+        reply_timeout: float = 600.0,
+        retries: int = 3,
+    ) -> None:
         num_clients = len(task.clients)
-        super().__init__(fraction_train=cfg.clients_per_round / num_clients, fraction_evaluate=0.0,
-                         min_available_nodes=num_clients)
+        super().__init__(
+            fraction_train=cfg.clients_per_round / num_clients, fraction_evaluate=0.0, min_available_nodes=num_clients
+        )
         validate(cfg, num_clients)
         self.task, self.cfg, self.path = task, cfg, checkpoint
         self.num_clients, self.reply_timeout, self.retries = num_clients, reply_timeout, retries
         self.sizes = [dataset_size(c) for c in task.clients]
-        self.state = ServerState.start(cfg, lora_state(task.backbone.model, task.backbone.head), self.sizes,
-                                       checkpoint)
+        self.state = ServerState.start(cfg, lora_state(task.backbone.model, task.backbone.head), self.sizes, checkpoint)
         self._grid: Grid | None = None
         self._nodes: dict[int, int] = {}
         self._results: list[ClientResult] = []
@@ -68,8 +83,11 @@ class SeededFedAvg(FedAvg):
         found: dict[int, int] = {}
         while True:
             new = nodes - asked
-            pending |= set(grid.push_messages(
-                [Message(RecordDict(), dst_node_id=n, message_type=MessageType.QUERY) for n in sorted(new)]))
+            pending |= set(
+                grid.push_messages(
+                    [Message(RecordDict(), dst_node_id=n, message_type=MessageType.QUERY) for n in sorted(new)]
+                )
+            )
             asked |= new
             for reply in grid.pull_messages(pending):
                 pending.discard(reply.metadata.reply_to_message_id)
@@ -79,8 +97,10 @@ class SeededFedAvg(FedAvg):
                 self._nodes = found
                 return found
             if time.monotonic() > deadline:
-                raise RuntimeError(f"partitions {sorted(set(range(self.num_clients)) - set(found))} did not "
-                                   f"answer within {self.reply_timeout:g} s ({len(nodes)} nodes online)")
+                raise RuntimeError(
+                    f"partitions {sorted(set(range(self.num_clients)) - set(found))} did not "
+                    f"answer within {self.reply_timeout:g} s ({len(nodes)} nodes online)"
+                )
             time.sleep(1.0)
             nodes = set(grid.get_node_ids())
 
@@ -88,13 +108,31 @@ class SeededFedAvg(FedAvg):
         nodes = self._partitions(grid, ask)
         state = self.state
         arrays = ArrayRecord(state.global_state)
-        return [Message(RecordDict({"arrays": arrays, "config": ConfigRecord({
-            "fed-config": json.dumps(self.cfg.to_dict()), "round-index": state.round, "partition-id": c,
-            "num-clients": self.num_clients, "ledger-steps": state.ledgers[c].steps if state.ledgers else 0,
-        })}), dst_node_id=nodes[c], message_type=MessageType.TRAIN) for c in clients]
+        return [
+            Message(
+                RecordDict(
+                    {
+                        "arrays": arrays,
+                        "config": ConfigRecord(
+                            {
+                                "fed-config": json.dumps(self.cfg.to_dict()),
+                                "round-index": state.round,
+                                "partition-id": c,
+                                "num-clients": self.num_clients,
+                                "ledger-steps": state.ledgers[c].steps if state.ledgers else 0,
+                            }
+                        ),
+                    }
+                ),
+                dst_node_id=nodes[c],
+                message_type=MessageType.TRAIN,
+            )
+            for c in clients
+        ]
 
-    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
-                        grid: Grid) -> list[Message]:
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> list[Message]:
         self._grid, self._started = grid, time.perf_counter()
         return self._train_messages(grid, round_clients(self.cfg, self.state.round, self.num_clients))
 
@@ -104,16 +142,21 @@ class SeededFedAvg(FedAvg):
         for attempt in range(self.retries + 1):
             for reply in replies:
                 if reply.has_error():
-                    log.warning("round %d: error from node %d: %s", self.state.round + 1,
-                                reply.metadata.src_node_id, reply.error.reason)
+                    log.warning(
+                        "round %d: error from node %d: %s",
+                        self.state.round + 1,
+                        reply.metadata.src_node_id,
+                        reply.error.reason,
+                    )
                 else:
                     by_client[int(reply.content["metrics"]["partition-id"])] = reply
             missing = [c for c in chosen if c not in by_client]
             if not missing or attempt == self.retries:
                 break
             log.warning("round %d: no reply from clients %s; asking again", self.state.round + 1, missing)
-            replies = self._grid.send_and_receive(self._train_messages(self._grid, missing, ask=True),
-                                                  timeout=self.reply_timeout)
+            replies = self._grid.send_and_receive(
+                self._train_messages(self._grid, missing, ask=True), timeout=self.reply_timeout
+            )
         results, weights = [], []
         for c in sorted(by_client):
             metrics = by_client[c].content["metrics"]
@@ -132,8 +175,14 @@ class SeededFedAvg(FedAvg):
             return None  # Flower also asks before round 1; the simulator does not evaluate then
         state, model = self.state, self.task.backbone.model
         load_lora_state(model, state.global_state)
-        row = round_row(self.cfg, state.round, evaluate_global(model, self.task.test, self.cfg, state.round),
-                        self._results, state.epsilon_spent, time.perf_counter() - self._started)
+        row = round_row(
+            self.cfg,
+            state.round,
+            evaluate_global(model, self.task.test, self.cfg, state.round),
+            self._results,
+            state.epsilon_spent,
+            time.perf_counter() - self._started,
+        )
         state.history.append(row)
         state.round += 1
         if self.path is not None:
@@ -167,7 +216,12 @@ def make_server_app(setup: ServerSetup | Callable[[Context], ServerSetup]) -> Se
         strategy = SeededFedAvg(s.load_task(context), s.config, s.checkpoint, s.reply_timeout)
         remaining = s.config.rounds - strategy.state.round
         if remaining > 0:
-            strategy.start(grid, ArrayRecord(strategy.state.global_state), num_rounds=remaining,
-                           timeout=s.reply_timeout, evaluate_fn=strategy.evaluate_round)
+            strategy.start(
+                grid,
+                ArrayRecord(strategy.state.global_state),
+                num_rounds=remaining,
+                timeout=s.reply_timeout,
+                evaluate_fn=strategy.evaluate_round,
+            )
 
     return app

@@ -32,11 +32,11 @@ from tqdm.auto import tqdm
 from .. import cpu_kernels
 from ..accounting import check_budget_inputs
 from ..methods import get_method
+from ..tasks import TASKS, get_profile, get_task
 from ..tasks.profiles import Profile
 from .runs import RUN_THREADS, Runner, RunSpec, cached_task, default_workers, resolve_device
 from .search import GridSearch, check_grid, score
 from .stats import PUBLIC_TUNING
-from ..tasks import TASKS, get_profile, get_task
 
 PACKAGES = ("torch", "timm", "transformers", "opacus", "numpy", "pandas", "seaborn")
 
@@ -66,23 +66,37 @@ def search_clips(profile: Profile, method: str) -> tuple[float, ...]:
     return profile.clip_grid if get_method(method).private else profile.clip_grid[:1]
 
 
-def search_spec(task: str, profile_name: str, profile: Profile, method: str, epsilon: float | None, seed: int,
-                lr: float, clip_norm: float) -> RunSpec:
+def search_spec(
+    task: str,
+    profile_name: str,
+    profile: Profile,
+    method: str,
+    epsilon: float | None,
+    seed: int,
+    lr: float,
+    clip_norm: float,
+) -> RunSpec:
     """One search run: ``profile.search_rounds`` rounds scored on the validation split of ``seed``."""
     return RunSpec(task, profile_name, method, epsilon, seed, lr, clip_norm, profile.search_rounds, "val")
 
 
-def search(task: str, profile_name: str, profile: Profile, methods: Sequence[str], epsilons: Sequence[float],
-           runner: Runner) -> tuple[list[GridSearch], pd.DataFrame]:
+def search(
+    task: str, profile_name: str, profile: Profile, methods: Sequence[str], epsilons: Sequence[float], runner: Runner
+) -> tuple[list[GridSearch], pd.DataFrame]:
     """Every method's grid search at every budget (widened until no best point is on an edge)."""
-    searches = [GridSearch(m, eps, profile.lr_grid, search_clips(profile, m), profile.max_widen, profile.val_size)
-                for m in methods for eps in budgets(m, epsilons)]
+    searches = [
+        GridSearch(m, eps, profile.lr_grid, search_clips(profile, m), profile.max_widen, profile.val_size)
+        for m in methods
+        for eps in budgets(m, epsilons)
+    ]
     histories, open_searches, step = [], list(searches), 0
     while open_searches:
         step += 1
         jobs = [(s, p) for s in open_searches for p in s.pending()]
-        specs = [search_spec(task, profile_name, profile, s.method, s.epsilon, profile.seeds[0], lr, clip)
-                 for s, (lr, clip) in jobs]
+        specs = [
+            search_spec(task, profile_name, profile, s.method, s.epsilon, profile.seeds[0], lr, clip)
+            for s, (lr, clip) in jobs
+        ]
         for (s, point), history in zip(jobs, runner.run(specs, f"search, step {step}")):
             s.scores[point] = score(history)
             histories.append(history)
@@ -102,15 +116,25 @@ def tuning_task(task: str, tune_on: str) -> str:
     public = get_task(task).public_tuning
     if public is None:
         with_public = [name for name, spec in TASKS.items() if spec.public_tuning]
-        raise ValueError(f"task {task!r} has no public data to tune on; tune_on='public' is offered for: "
-                         f"{', '.join(with_public)}")
+        raise ValueError(
+            f"task {task!r} has no public data to tune on; tune_on='public' is offered for: {', '.join(with_public)}"
+        )
     return public
 
 
-def compare(task: str, profile_name: str, methods: tuple[str, ...] | None = None,
-            epsilons: tuple[float, ...] | None = None, seeds: tuple[int, ...] | None = None,
-            runs_dir: Path = Path("runs"), results_dir: Path = Path("results"), progress: bool = True,
-            device: str = "cpu", workers: int | None = None, tune_on: str = "private") -> pd.DataFrame:
+def compare(
+    task: str,
+    profile_name: str,
+    methods: tuple[str, ...] | None = None,
+    epsilons: tuple[float, ...] | None = None,
+    seeds: tuple[int, ...] | None = None,
+    runs_dir: Path = Path("runs"),
+    results_dir: Path = Path("results"),
+    progress: bool = True,
+    device: str = "cpu",
+    workers: int | None = None,
+    tune_on: str = "private",
+) -> pd.DataFrame:
     """Search, then all final runs; writes the tidy results and returns the final history.
 
     ``tune_on="public"`` runs the search on the task's public stand-in (``TaskSpec.public_tuning``:
@@ -131,21 +155,27 @@ def compare(task: str, profile_name: str, methods: tuple[str, ...] | None = None
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     profile = dataclasses_replace(profile, seeds=tuple(seeds), epsilons=tuple(epsilons))
-    search_profile = dataclasses_replace(get_profile(search_task, profile_name), seeds=profile.seeds,
-                                         epsilons=profile.epsilons)
+    search_profile = dataclasses_replace(
+        get_profile(search_task, profile_name), seeds=profile.seeds, epsilons=profile.epsilons
+    )
 
     if progress:
         search_runs, final_runs = (sum(n) for n in zip(*(planned_runs(profile, m) for m in methods)))
-        tqdm.write(f"{task} [{profile_name}]: {search_runs} search runs of {profile.search_rounds} rounds (more if a "
-                   f"grid widens), then {final_runs} final runs of {profile.rounds} rounds, on {workers} worker(s); "
-                   f"finished runs in {runs_dir} are read back (benchmarks/compare_profile.py projects the time)")
+        tqdm.write(
+            f"{task} [{profile_name}]: {search_runs} search runs of {profile.search_rounds} rounds (more if a "
+            f"grid widens), then {final_runs} final runs of {profile.rounds} rounds, on {workers} worker(s); "
+            f"finished runs in {runs_dir} are read back (benchmarks/compare_profile.py projects the time)"
+        )
     started = time.perf_counter()
     with Runner(runs_dir, workers, device, progress) as runner:
         counts = runner.call(count_test_labels, task, profile_name, seeds[0]).double()  # builds where runs do
         searches, search_history = search(search_task, profile_name, search_profile, methods, epsilons, runner)
         search_wall = time.perf_counter() - started
-        specs = [RunSpec(task, profile_name, s.method, s.epsilon, seed, *s.best(), profile.rounds, "test")
-                 for s in searches for seed in seeds]
+        specs = [
+            RunSpec(task, profile_name, s.method, s.epsilon, seed, *s.best(), profile.rounds, "test")
+            for s in searches
+            for seed in seeds
+        ]
         history = pd.concat(runner.run(specs, "final runs"), ignore_index=True)
 
     out = results_dir / task / (profile_name if tune_on == "private" else profile_name + PUBLIC_TUNING)
@@ -155,18 +185,35 @@ def compare(task: str, profile_name: str, methods: tuple[str, ...] | None = None
     chosen = pd.DataFrame([s.chosen_row() for s in searches])
     chosen.to_csv(out / "chosen.csv", index=False)
     meta = {
-        "task": task, "profile": profile_name, "profile_settings": profile.__dict__,
-        "methods": list(methods), "epsilons": list(epsilons), "seeds": list(seeds), "search_seed": seeds[0],
-        "tuned_on": tune_on, "search_task": search_task,
-        "chosen": {m: {("none" if math.isinf(r.epsilon) else f"{r.epsilon:g}"): {"lr": r.lr, "clip_norm": r.clip_norm}
-                       for r in chosen[chosen["method"] == m].itertuples()} for m in methods},
-        "test_chance": 1.0 / len(counts), "test_majority": float(counts.max() / counts.sum()),
+        "task": task,
+        "profile": profile_name,
+        "profile_settings": profile.__dict__,
+        "methods": list(methods),
+        "epsilons": list(epsilons),
+        "seeds": list(seeds),
+        "search_seed": seeds[0],
+        "tuned_on": tune_on,
+        "search_task": search_task,
+        "chosen": {
+            m: {
+                ("none" if math.isinf(r.epsilon) else f"{r.epsilon:g}"): {"lr": r.lr, "clip_norm": r.clip_norm}
+                for r in chosen[chosen["method"] == m].itertuples()
+            }
+            for m in methods
+        },
+        "test_chance": 1.0 / len(counts),
+        "test_majority": float(counts.max() / counts.sum()),
         "versions": {p: version(p) for p in PACKAGES} | {"python": platform.python_version()},
-        "git_commit": _git_commit(), "device": torch.cuda.get_device_name(target) if target.type == "cuda" else "cpu",
-        "cpu_kernels": {"capability": torch.backends.cpu.get_cpu_capability(),
-                        **{name: os.environ.get(name) for name in (*cpu_kernels.PINS, cpu_kernels.SWITCH)}},
-        "workers": workers, "threads_per_run": RUN_THREADS,
-        "wall_s_this_invocation": time.perf_counter() - started, "search_wall_s_this_invocation": search_wall,
+        "git_commit": _git_commit(),
+        "device": torch.cuda.get_device_name(target) if target.type == "cuda" else "cpu",
+        "cpu_kernels": {
+            "capability": torch.backends.cpu.get_cpu_capability(),
+            **{name: os.environ.get(name) for name in (*cpu_kernels.PINS, cpu_kernels.SWITCH)},
+        },
+        "workers": workers,
+        "threads_per_run": RUN_THREADS,
+        "wall_s_this_invocation": time.perf_counter() - started,
+        "search_wall_s_this_invocation": search_wall,
         "profile_s": {"search": phase_profile(search_history), "final": phase_profile(history)},
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
@@ -179,8 +226,11 @@ def phase_profile(history: pd.DataFrame) -> dict[str, float]:
     per_run = history.groupby(["method", "epsilon_target", "seed", "lr", "clip_norm"])
     first = per_run[["build_s", "setup_s"]].first().sum()
     summed = per_run[["train_s", "eval_s"]].sum().sum()
-    return {"runs": int(per_run.ngroups), **{k: float(v) for k, v in first.items()},
-            **{k: float(v) for k, v in summed.items()}}
+    return {
+        "runs": int(per_run.ngroups),
+        **{k: float(v) for k, v in first.items()},
+        **{k: float(v) for k, v in summed.items()},
+    }
 
 
 def _git_commit() -> str:

@@ -25,11 +25,11 @@ from functools import lru_cache
 
 import torch
 
-from .comparison import planned_runs
 from ..federated import evaluation_count
 from ..lora import BERT_TARGETS, SWIN_TARGETS, inject_lora, trainable_parameters
-from ..tasks.profiles import Profile
 from ..tasks import TaskSpec, get_profile, get_task
+from ..tasks.profiles import Profile
+from .comparison import planned_runs
 
 
 @dataclass(frozen=True)
@@ -47,17 +47,33 @@ class Measurement:
 
 MEASURED = {
     "h100": (
-        Measurement("vision", "swin_base_patch4_window7_224", 224, 1280, 6.1407, 0.5461,
-                    "benchmarks/results/paper_dry_run-paper-cuda.json (cifar100-swin-b, dp-lora)"),
-        Measurement("text", "roberta-base", 128, 1280, 3.5866, 0.1662,
-                    "benchmarks/results/paper_dry_run-paper-cuda.json (sst2-roberta, dp-lora)"),
+        Measurement(
+            "vision",
+            "swin_base_patch4_window7_224",
+            224,
+            1280,
+            6.1407,
+            0.5461,
+            "benchmarks/results/paper_dry_run-paper-cuda.json (cifar100-swin-b, dp-lora)",
+        ),
+        Measurement(
+            "text",
+            "roberta-base",
+            128,
+            1280,
+            3.5866,
+            0.1662,
+            "benchmarks/results/paper_dry_run-paper-cuda.json (sst2-roberta, dp-lora)",
+        ),
     ),
 }
 T4_OVER_H100 = 65.0 / 494.7  # dense peaks: T4 fp16 tensor cores / H100 SXM TF32 (an assumption, not a measurement)
 DEVICES = ("t4", "h100")
 
 
-def _meta_model(family: str, model: str, num_classes: int, **model_kwargs: object) -> tuple[torch.nn.Module, tuple, tuple]:
+def _meta_model(
+    family: str, model: str, num_classes: int, **model_kwargs: object
+) -> tuple[torch.nn.Module, tuple, tuple]:
     """The architecture with LoRA-ready targets, on the meta device: (model, head names, LoRA targets)."""
     with torch.device("meta"):
         if family == "vision":
@@ -92,8 +108,9 @@ class Graph:
 
 
 @lru_cache(maxsize=16)
-def measure_graph(family: str, model: str, size: int, batch: int, rank: int = 8, num_classes: int = 100,
-                  **model_kwargs: object) -> Graph:
+def measure_graph(
+    family: str, model: str, size: int, batch: int, rank: int = 8, num_classes: int = 100, **model_kwargs: object
+) -> Graph:
     """FLOPs and step memory of ``model`` with LoRA (rank ``rank``, A and B trainable) on the meta device."""
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -161,10 +178,17 @@ def estimate(task: str, profile_name: str, device: str, eval_size: int | None = 
     search, final = (sum(n) for n in zip(*(planned_runs(profile, m) for m in profile.methods)))
     pairs = sum(1 if m == "fedlora" else len(profile.epsilons) for m in profile.methods)
     total_s = search * run_s(profile.search_rounds, val_eval_s) + final * run_s(profile.rounds, eval_s)
-    return {"forward_gflop_per_example": graph.forward_flops / 1e9, "train_s_per_round": train_round_s,
-            "eval_s": eval_s, "run_min": run_s(profile.rounds, eval_s) / 60, "runs": search + final,
-            "method_budget_pairs": pairs, "hours_per_method_and_budget": total_s / pairs / 3600,
-            "compare_hours": total_s / 3600, "step_memory_gb": graph.step_memory_bytes / 1e9}
+    return {
+        "forward_gflop_per_example": graph.forward_flops / 1e9,
+        "train_s_per_round": train_round_s,
+        "eval_s": eval_s,
+        "run_min": run_s(profile.rounds, eval_s) / 60,
+        "runs": search + final,
+        "method_budget_pairs": pairs,
+        "hours_per_method_and_budget": total_s / pairs / 3600,
+        "compare_hours": total_s / 3600,
+        "step_memory_gb": graph.step_memory_bytes / 1e9,
+    }
 
 
 def device_kinds(device: str) -> tuple[str, ...]:
@@ -182,6 +206,8 @@ def estimate_line(task: str, profile_name: str, device: str) -> str:
     """One line for ``lalora compare`` to print before a long run."""
     e = estimate(task, profile_name, device)
     note = " (T4: H100 measurement scaled by peak ratio, an assumption)" if device == "t4" else ""
-    return (f"estimate on {device}{note}: {e['train_s_per_round']:.1f} s per round, {e['run_min']:.1f} min per run, "
-            f"{e['hours_per_method_and_budget']:.1f} h per method and budget, {e['compare_hours']:.1f} h for all "
-            f"{e['runs']} runs; about {e['step_memory_gb']:.1f} GB per DP step (lalora_lite.study.estimate)")
+    return (
+        f"estimate on {device}{note}: {e['train_s_per_round']:.1f} s per round, {e['run_min']:.1f} min per run, "
+        f"{e['hours_per_method_and_budget']:.1f} h per method and budget, {e['compare_hours']:.1f} h for all "
+        f"{e['runs']} runs; about {e['step_memory_gb']:.1f} GB per DP step (lalora_lite.study.estimate)"
+    )

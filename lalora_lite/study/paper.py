@@ -31,11 +31,16 @@ TABLES = ("main", "ablation", "language", "sharpness")
 METRICS = ("accuracy", "top_hessian_eigenvalue")
 # our task -> (the paper's model, dataset) it answers, and whether it is a stand-in
 PAPER_CELL = {
-    "cifar100-swin-t": ("Swin-T", "CIFAR-100", False), "tinyimagenet-swin-t": ("Swin-T", "Tiny-ImageNet", False),
-    "cifar100-swin-b": ("Swin-B", "CIFAR-100", False), "tinyimagenet-swin-b": ("Swin-B", "Tiny-ImageNet", False),
-    "sst2-roberta": ("RoBERTa-base", "SST-2", False), "qnli-roberta": ("RoBERTa-base", "QNLI", False),
-    "mnli-roberta": ("RoBERTa-base", "MNLI", False), "qqp-roberta": ("RoBERTa-base", "QQP", False),
-    "fmnist-swin": ("Swin-T", "CIFAR-100", True), "wordnet-minilm": ("RoBERTa-base", "QNLI", True),
+    "cifar100-swin-t": ("Swin-T", "CIFAR-100", False),
+    "tinyimagenet-swin-t": ("Swin-T", "Tiny-ImageNet", False),
+    "cifar100-swin-b": ("Swin-B", "CIFAR-100", False),
+    "tinyimagenet-swin-b": ("Swin-B", "Tiny-ImageNet", False),
+    "sst2-roberta": ("RoBERTa-base", "SST-2", False),
+    "qnli-roberta": ("RoBERTa-base", "QNLI", False),
+    "mnli-roberta": ("RoBERTa-base", "MNLI", False),
+    "qqp-roberta": ("RoBERTa-base", "QQP", False),
+    "fmnist-swin": ("Swin-T", "CIFAR-100", True),
+    "wordnet-minilm": ("RoBERTa-base", "QNLI", True),
 }
 
 
@@ -66,8 +71,9 @@ def paper_layout(table: pd.DataFrame, name: str) -> pd.DataFrame:
     """One reported table as the paper prints it: a row per (model, dataset, epsilon), a column per method."""
     rows = table[table["table"] == name]
     methods = [m for m in METHODS if m in set(rows["method"])]
-    return rows.pivot_table(index=["model", "dataset", "epsilon"], columns="method", values="value",
-                            dropna=False)[methods].dropna(how="all")
+    return rows.pivot_table(index=["model", "dataset", "epsilon"], columns="method", values="value", dropna=False)[
+        methods
+    ].dropna(how="all")
 
 
 def ours_vs_reported(results_dir: Path, table: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -95,18 +101,36 @@ def ours_vs_reported(results_dir: Path, table: pd.DataFrame | None = None) -> pd
             if mine.empty:
                 continue
             m = mine.iloc[0]
-            row = {"task": task, "profile": profile, "stand_in": stand_in, "paper_table": r.table,
-                   "model": model, "dataset": dataset, "epsilon": r.epsilon, "method": r.method,
-                   "ours": 100 * m["mean"], "ours_low": 100 * m["ci_low"], "ours_high": 100 * m["ci_high"],
-                   "seeds": int(m["seeds"]), "paper": r.value, "ours_minus_paper": 100 * m["mean"] - r.value}
+            row = {
+                "task": task,
+                "profile": profile,
+                "stand_in": stand_in,
+                "paper_table": r.table,
+                "model": model,
+                "dataset": dataset,
+                "epsilon": r.epsilon,
+                "method": r.method,
+                "ours": 100 * m["mean"],
+                "ours_low": 100 * m["ci_low"],
+                "ours_high": 100 * m["ci_high"],
+                "seeds": int(m["seeds"]),
+                "paper": r.value,
+                "ours_minus_paper": 100 * m["mean"] - r.value,
+            }
             lalora = cell[(cell["method"] == "lalora") & (cell["epsilon"] == r.epsilon)]
-            pair = paired[(paired["baseline"] == r.method) & (paired["epsilon"] == r.epsilon)] if len(paired) else paired
+            pair = (
+                paired[(paired["baseline"] == r.method) & (paired["epsilon"] == r.epsilon)] if len(paired) else paired
+            )
             if r.method != "lalora" and not lalora.empty and not pair.empty:
                 paper_sign = np.sign(lalora["value"].item() - r.value)
                 low, high = 100 * pair["ci_low"].item(), 100 * pair["ci_high"].item()
-                row |= {"lalora_minus_it": 100 * pair["difference"].item(), "diff_low": low, "diff_high": high,
-                        "paper_lalora_minus_it": lalora["value"].item() - r.value,
-                        "sign": _sign_verdict(paper_sign, low, high)}
+                row |= {
+                    "lalora_minus_it": 100 * pair["difference"].item(),
+                    "diff_low": low,
+                    "diff_high": high,
+                    "paper_lalora_minus_it": lalora["value"].item() - r.value,
+                    "sign": _sign_verdict(paper_sign, low, high),
+                }
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -121,15 +145,30 @@ def paper_claims(task: str, paired: pd.DataFrame, table: pd.DataFrame | None = N
     rows = []
     for r in paired.itertuples():
         theirs = cell[cell["method"].isin(["lalora", r.baseline])]
-        paper = (f"{theirs.loc[theirs.method == 'lalora', 'value'].item() - theirs.loc[theirs.method == r.baseline, 'value'].item():+.2f} "
-                 f"points ({model} / {dataset}, eps={theirs['epsilon'].iloc[0]:g})") if len(theirs) == 2 else "not reported"
+        paper = (
+            (
+                f"{theirs.loc[theirs.method == 'lalora', 'value'].item() - theirs.loc[theirs.method == r.baseline, 'value'].item():+.2f} "
+                f"points ({model} / {dataset}, eps={theirs['epsilon'].iloc[0]:g})"
+            )
+            if len(theirs) == 2
+            else "not reported"
+        )
         sign = _sign_verdict(1.0, 100 * r.ci_low, 100 * r.ci_high)
         verdict = {"agrees": "reproduces", "contradicts": "does not reproduce", "unresolved": "unresolved"}[sign]
-        rows.append({"claim": f"LA-LoRA beats {r.baseline} at eps={r.epsilon:g}", "paper": paper,
-                     "measured": f"{100 * r.difference:+.1f} points " + (
-                         f"[{100 * r.ci_low:+.1f}, {100 * r.ci_high:+.1f}], {r.seeds} paired seeds" if r.seeds > 1
-                         else "(1 seed: no interval)") + (" (stand-in)" if stand_in else ""),
-                     "verdict": verdict})
+        rows.append(
+            {
+                "claim": f"LA-LoRA beats {r.baseline} at eps={r.epsilon:g}",
+                "paper": paper,
+                "measured": f"{100 * r.difference:+.1f} points "
+                + (
+                    f"[{100 * r.ci_low:+.1f}, {100 * r.ci_high:+.1f}], {r.seeds} paired seeds"
+                    if r.seeds > 1
+                    else "(1 seed: no interval)"
+                )
+                + (" (stand-in)" if stand_in else ""),
+                "verdict": verdict,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -147,10 +186,24 @@ def plot_ours_vs_reported(comparison: pd.DataFrame, path: Path) -> None:
         x = np.arange(len(rows))
         colours = [color(m) for m in rows["method"]]
         for xi, m, value in zip(x, rows["method"], rows["paper"]):
-            ax.bar(xi, value, 0.6, fill=False, edgecolor=color(m), hatch=hatch(m), lw=1.5,
-                   label="paper (reported)" if xi == 0 else None)
-        ax.errorbar(x, rows["ours"], yerr=[rows["ours"] - rows["ours_low"], rows["ours_high"] - rows["ours"]],
-                    fmt="none", ecolor="black", capsize=3)
+            ax.bar(
+                xi,
+                value,
+                0.6,
+                fill=False,
+                edgecolor=color(m),
+                hatch=hatch(m),
+                lw=1.5,
+                label="paper (reported)" if xi == 0 else None,
+            )
+        ax.errorbar(
+            x,
+            rows["ours"],
+            yerr=[rows["ours"] - rows["ours_low"], rows["ours_high"] - rows["ours"]],
+            fmt="none",
+            ecolor="black",
+            capsize=3,
+        )
         ax.scatter(x, rows["ours"], c=colours, zorder=3, label="ours (mean, 95 % interval)")
         ax.set_xticks(x, rows["method"], rotation=30, fontsize=8)
         ax.set_xlim(-0.7, len(rows) - 0.3)

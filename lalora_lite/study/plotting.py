@@ -61,10 +61,14 @@ def _numpy_seed(seed: int) -> Iterator[None]:
 def plot_accuracy_vs_epsilon(runs: pd.DataFrame, meta: dict, title: str, path: Path) -> None:
     """Per-seed points and mean +- 95 % t-interval per method and budget; two panels."""
     runs = runs.assign(acc=100 * runs["accuracy"])
-    private = runs[~runs["epsilon_target"].apply(math.isinf)].assign(epsilon=lambda d: d["epsilon_target"].map("{:g}".format))
+    private = runs[~runs["epsilon_target"].apply(math.isinf)].assign(
+        epsilon=lambda d: d["epsilon_target"].map("{:g}".format)
+    )
     reference = runs[runs["epsilon_target"].apply(math.isinf)]
-    panels = [(name, [m for m in group if m in set(private["method"])]) for name, group in
-              (("paper methods", PRIVATE_PAPER_METHODS), ("ablation: alternation x filter", ABLATION))]
+    panels = [
+        (name, [m for m in group if m in set(private["method"])])
+        for name, group in (("paper methods", PRIVATE_PAPER_METHODS), ("ablation: alternation x filter", ABLATION))
+    ]
     panels = [(n, g) for n, g in panels if g]
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.4), sharey=True, squeeze=False)
     order = sorted(private["epsilon"].unique(), key=float)
@@ -72,12 +76,36 @@ def plot_accuracy_vs_epsilon(runs: pd.DataFrame, meta: dict, title: str, path: P
         data = private[private["method"].isin(methods)]
         palette = {m: color(m) for m in methods}
         with _numpy_seed(0):  # seaborn jitters the points with numpy's global generator: fixed, the PNG is reproducible
-            sns.stripplot(data=data, x="epsilon", y="acc", hue="method", hue_order=methods, order=order,
-                          palette=palette, dodge=True, alpha=0.45, size=4, jitter=0.08, ax=ax, legend=False)
-        sns.pointplot(data=data, x="epsilon", y="acc", hue="method", hue_order=methods, order=order, palette=palette,
-                      dodge=0.8 - 0.8 / len(methods), errorbar=lambda x: t_interval(x)[1:], capsize=0.08,
-                      markers=[MARKERS[style(m)["ls"]] for m in methods],
-                      linestyles=[style(m)["ls"] for m in methods], ax=ax)
+            sns.stripplot(
+                data=data,
+                x="epsilon",
+                y="acc",
+                hue="method",
+                hue_order=methods,
+                order=order,
+                palette=palette,
+                dodge=True,
+                alpha=0.45,
+                size=4,
+                jitter=0.08,
+                ax=ax,
+                legend=False,
+            )
+        sns.pointplot(
+            data=data,
+            x="epsilon",
+            y="acc",
+            hue="method",
+            hue_order=methods,
+            order=order,
+            palette=palette,
+            dodge=0.8 - 0.8 / len(methods),
+            errorbar=lambda x: t_interval(x)[1:],
+            capsize=0.08,
+            markers=[MARKERS[style(m)["ls"]] for m in methods],
+            linestyles=[style(m)["ls"] for m in methods],
+            ax=ax,
+        )
         if not reference.empty:
             mean, low, high = t_interval(reference["acc"])
             ax.axhspan(low if low == low else mean, high if high == high else mean, color=color("fedlora"), alpha=0.08)
@@ -99,9 +127,15 @@ def plot_paired_differences(paired: pd.DataFrame, runs: pd.DataFrame, title: str
     for j, baseline in enumerate(baselines):
         rows = paired[paired["baseline"] == baseline]
         x = np.array([epsilons.index(e) for e in rows["epsilon"]]) + (j - (len(baselines) - 1) / 2) * width
-        ax.errorbar(x, 100 * rows["difference"], yerr=[100 * (rows["difference"] - rows["ci_low"]),
-                    100 * (rows["ci_high"] - rows["difference"])], fmt=MARKERS[style(baseline)["ls"]], capsize=3,
-                    color=color(baseline), label=f"LA-LoRA - {baseline}")
+        ax.errorbar(
+            x,
+            100 * rows["difference"],
+            yerr=[100 * (rows["difference"] - rows["ci_low"]), 100 * (rows["ci_high"] - rows["difference"])],
+            fmt=MARKERS[style(baseline)["ls"]],
+            capsize=3,
+            color=color(baseline),
+            label=f"LA-LoRA - {baseline}",
+        )
         for xi, eps in zip(x, rows["epsilon"]):
             d = (wide.loc[eps]["lalora"] - wide.loc[eps][baseline]).dropna()
             ax.scatter(np.full(len(d), xi), 100 * d, s=10, alpha=0.4, color=color(baseline))
@@ -115,12 +149,22 @@ def plot_paired_differences(paired: pd.DataFrame, runs: pd.DataFrame, title: str
 
 def plot_accuracy_vs_upload(runs: pd.DataFrame, title: str, path: Path) -> None:
     """Final accuracy against the bytes all clients uploaded in a run (one point per run)."""
-    data = runs.assign(acc=100 * runs["accuracy"], upload_mb=runs["upload_bytes"] / 1e6,
-                       budget=runs["epsilon_target"].map(eps_label))
+    data = runs.assign(
+        acc=100 * runs["accuracy"], upload_mb=runs["upload_bytes"] / 1e6, budget=runs["epsilon_target"].map(eps_label)
+    )
     methods = list(dict.fromkeys(data["method"]))
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    sns.scatterplot(data=data, x="upload_mb", y="acc", hue="method", hue_order=methods, style="budget",
-                    palette={m: color(m) for m in methods}, alpha=0.7, ax=ax)
+    sns.scatterplot(
+        data=data,
+        x="upload_mb",
+        y="acc",
+        hue="method",
+        hue_order=methods,
+        style="budget",
+        palette={m: color(m) for m in methods},
+        alpha=0.7,
+        ax=ax,
+    )
     ax.set(xlabel="uploaded per run, all clients (MB)", ylabel="final test accuracy (%)", title=_wrap(title))
     ax.title.set_fontsize(9)
     ax.legend(fontsize=7, ncol=2)
@@ -133,8 +177,17 @@ def plot_curves(history: pd.DataFrame, epsilon: float, meta: dict, title: str, p
     data = history[keep].dropna(subset=["accuracy"]).assign(acc=lambda d: 100 * d["accuracy"])
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for method, rows in data.groupby("method", sort=False):
-        sns.lineplot(data=rows, x="round", y="acc", errorbar=lambda x: t_interval(x)[1:], label=method,
-                     color=color(method), linestyle=style(method)["ls"], marker=MARKERS[style(method)["ls"]], ax=ax)
+        sns.lineplot(
+            data=rows,
+            x="round",
+            y="acc",
+            errorbar=lambda x: t_interval(x)[1:],
+            label=method,
+            color=color(method),
+            linestyle=style(method)["ls"],
+            marker=MARKERS[style(method)["ls"]],
+            ax=ax,
+        )
     _reference_lines(ax, meta)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(xlabel="round", ylabel="test accuracy (%)", title=_wrap(title))
@@ -197,5 +250,3 @@ def redraw(results_dir: Path = Path("results"), figures_dir: Path = Path("figure
 
 def _wrap(title: str, width: int = 70) -> str:
     return "\n".join(textwrap.fill(line, width) for line in title.splitlines())
-
-

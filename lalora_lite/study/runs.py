@@ -60,11 +60,26 @@ class RunSpec:
 
 
 def federated_config(spec: RunSpec, profile: Profile) -> FederatedConfig:
-    local = LocalConfig(local_steps=profile.local_steps, batch_size=profile.batch_size, lr=spec.lr,
-                        optimizer=profile.optimizer, clip_norm=spec.clip_norm, precision=profile.precision)
-    return FederatedConfig(spec.method, rounds=spec.rounds, clients_per_round=profile.clients_per_round, local=local,
-                           epsilon=spec.epsilon, delta=profile.delta, count_steps=profile.count_steps,
-                           lr_schedule=profile.lr_schedule, eval_every=profile.eval_every, seed=spec.seed)
+    local = LocalConfig(
+        local_steps=profile.local_steps,
+        batch_size=profile.batch_size,
+        lr=spec.lr,
+        optimizer=profile.optimizer,
+        clip_norm=spec.clip_norm,
+        precision=profile.precision,
+    )
+    return FederatedConfig(
+        spec.method,
+        rounds=spec.rounds,
+        clients_per_round=profile.clients_per_round,
+        local=local,
+        epsilon=spec.epsilon,
+        delta=profile.delta,
+        count_steps=profile.count_steps,
+        lr_schedule=profile.lr_schedule,
+        eval_every=profile.eval_every,
+        seed=spec.seed,
+    )
 
 
 def resolve_device(name: str) -> torch.device:
@@ -95,8 +110,11 @@ def run_digest(profile: Profile) -> str:
     :class:`Profile` does not orphan the runs already stored (changing a default must raise
     :data:`RUN_FORMAT`)."""
     defaults = default_settings()
-    shaping = {k: v for k, v in sorted(profile.__dict__.items())
-               if k not in SEARCH_ONLY and (k not in defaults or v != defaults[k])}
+    shaping = {
+        k: v
+        for k, v in sorted(profile.__dict__.items())
+        if k not in SEARCH_ONLY and (k not in defaults or v != defaults[k])
+    }
     shaping["format"] = RUN_FORMAT
     return hashlib.sha256(json.dumps(shaping, default=str).encode()).hexdigest()[:8]
 
@@ -145,8 +163,7 @@ def execute(spec: RunSpec, runs_dir: Path, progress: bool = True, device: str = 
     backbone.model.to(target)
     evaluation = task.val if spec.split == "val" else task.test
     start = time.perf_counter()
-    history = run_federated(backbone, task.clients, evaluation, cfg, checkpoint=out / f"{stem}.pt",
-                            progress=progress)
+    history = run_federated(backbone, task.clients, evaluation, cfg, checkpoint=out / f"{stem}.pt", progress=progress)
     history.insert(0, "task", spec.task)
     history.insert(1, "profile", spec.profile)
     history["lr"], history["clip_norm"], history["split"] = spec.lr, spec.clip_norm, spec.split

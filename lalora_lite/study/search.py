@@ -131,7 +131,16 @@ class GridSearch:
 
     def chosen_row(self) -> dict:
         lr, clip = self.best()
-        return {"method": self.method, "epsilon": math.inf if self.epsilon is None else self.epsilon,
-                "lr": lr, "clip_norm": clip, "score": self.scores[(lr, clip)], "search_runs": len(self.scores),
-                "tolerance": self.tolerance(), "lr_grid": " ".join(f"{v:g}" for v in self.lrs), "clip_grid": " ".join(f"{v:g}" for v in self.clips),
-                "widenings": sum(self.widenings.values()), "on_edge": " ".join(self.edges())}
+        return {
+            "method": self.method,
+            "epsilon": math.inf if self.epsilon is None else self.epsilon,
+            "lr": lr,
+            "clip_norm": clip,
+            "score": self.scores[(lr, clip)],
+            "search_runs": len(self.scores),
+            "tolerance": self.tolerance(),
+            "lr_grid": " ".join(f"{v:g}" for v in self.lrs),
+            "clip_grid": " ".join(f"{v:g}" for v in self.clips),
+            "widenings": sum(self.widenings.values()),
+            "on_edge": " ".join(self.edges()),
+        }

@@ -53,8 +53,14 @@ def run_table(history: pd.DataFrame) -> pd.DataFrame:
     spread = evaluated.groupby(RUN_KEYS, sort=False)["accuracy"].apply(lambda a: a.tail(LAST_EVALUATIONS).std(ddof=1))
     final = final_rows(history).set_index(RUN_KEYS)
     upload = history.groupby(RUN_KEYS, sort=False)["upload_bytes"].sum()
-    table = pd.DataFrame({"accuracy": final["accuracy"], "last_spread": spread.reindex(final.index),
-                          "upload_bytes": upload.reindex(final.index), "epsilon_spent": final["epsilon_spent"]})
+    table = pd.DataFrame(
+        {
+            "accuracy": final["accuracy"],
+            "last_spread": spread.reindex(final.index),
+            "upload_bytes": upload.reindex(final.index),
+            "epsilon_spent": final["epsilon_spent"],
+        }
+    )
     return table.reset_index()  # runs in the order they appear in ``history``
 
 
@@ -64,9 +70,18 @@ def summary(runs: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (method, eps), group in runs.groupby(["method", "epsilon_target"], sort=False):
         mean, low, high = t_interval(group["accuracy"])
-        rows.append({"method": method, "epsilon": eps, "mean": mean, "ci_low": low, "ci_high": high,
-                     "std": group["accuracy"].std(ddof=1), "seeds": len(group),
-                     "last_spread": group["last_spread"].mean()})
+        rows.append(
+            {
+                "method": method,
+                "epsilon": eps,
+                "mean": mean,
+                "ci_low": low,
+                "ci_high": high,
+                "std": group["accuracy"].std(ddof=1),
+                "seeds": len(group),
+                "last_spread": group["last_spread"].mean(),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -87,9 +102,18 @@ def paired_differences(runs: pd.DataFrame, reference: str = "lalora", delta: flo
                 continue
             mean, low, high = t_interval(d)
             spread = float(d.std(ddof=1)) if len(d) > 1 else math.nan
-            rows.append({"epsilon": eps, "baseline": baseline, "difference": mean, "ci_low": low, "ci_high": high,
-                         "seeds": len(d), "resolved": bool(low > 0 or high < 0),
-                         f"seeds_for_{round(100 * delta)}pt": seeds_needed(spread, delta) if len(d) > 1 else None})
+            rows.append(
+                {
+                    "epsilon": eps,
+                    "baseline": baseline,
+                    "difference": mean,
+                    "ci_low": low,
+                    "ci_high": high,
+                    "seeds": len(d),
+                    "resolved": bool(low > 0 or high < 0),
+                    f"seeds_for_{round(100 * delta)}pt": seeds_needed(spread, delta) if len(d) > 1 else None,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -106,6 +130,15 @@ def tuning_gap(private: pd.DataFrame, public: pd.DataFrame) -> pd.DataFrame:
     for (method, eps), group in both.groupby(["method", "epsilon_target"], sort=False):
         d = group["accuracy_public"] - group["accuracy_private"]
         mean, low, high = t_interval(d)
-        rows.append({"method": method, "epsilon": eps, "public_minus_private": mean, "ci_low": low, "ci_high": high,
-                     "seeds": len(d), "resolved": bool(low > 0 or high < 0)})
+        rows.append(
+            {
+                "method": method,
+                "epsilon": eps,
+                "public_minus_private": mean,
+                "ci_low": low,
+                "ci_high": high,
+                "seeds": len(d),
+                "resolved": bool(low > 0 or high < 0),
+            }
+        )
     return pd.DataFrame(rows)

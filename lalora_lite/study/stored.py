@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from .runs import SEARCH_ONLY
-from .comparison import compare
-from ..tasks.profiles import default_settings
 from ..tasks import get_profile
+from ..tasks.profiles import default_settings
+from .comparison import compare
+from .runs import SEARCH_ONLY
 
 
 def settings_drift(meta: dict, task: str, profile_name: str) -> dict[str, tuple[object, object]]:
@@ -40,8 +40,9 @@ def settings_drift(meta: dict, task: str, profile_name: str) -> dict[str, tuple[
     return drift
 
 
-def results_or_compare(task: str, profile_name: str, results_dir: Path, runs_dir: Path, run_missing: bool,
-                       **compare_kwargs: object) -> tuple[pd.DataFrame, dict, str]:
+def results_or_compare(
+    task: str, profile_name: str, results_dir: Path, runs_dir: Path, run_missing: bool, **compare_kwargs: object
+) -> tuple[pd.DataFrame, dict, str]:
     """``(history, meta, status)`` of the comparison of ``task`` at ``profile_name``: the stored one if
     there is one, else computed now with :func:`~lalora_lite.study.comparison.compare` when ``run_missing``
     (an error otherwise, naming the command that makes it). ``status`` says which, and lists the
@@ -49,8 +50,9 @@ def results_or_compare(task: str, profile_name: str, results_dir: Path, runs_dir
     folder = results_dir / task / profile_name
     if not (folder / "history.csv").exists():
         if not run_missing:
-            raise ValueError(f"no stored comparison in {folder}; make it with: lalora compare --task {task} "
-                             f"--profile {profile_name}")
+            raise ValueError(
+                f"no stored comparison in {folder}; make it with: lalora compare --task {task} --profile {profile_name}"
+            )
         compare(task, profile_name, runs_dir=runs_dir, results_dir=results_dir, **compare_kwargs)
         status = "computed now"
     else:
@@ -65,7 +67,9 @@ def results_or_compare(task: str, profile_name: str, results_dir: Path, runs_dir
     return pd.read_csv(folder / "history.csv"), meta, f"{status} (commit {meta.get('git_commit', '?')[:7]})"
 
 
-def chosen_setting(results_dir: Path, task: str, profile: str, method: str, epsilon: float | None) -> tuple[float, float]:
+def chosen_setting(
+    results_dir: Path, task: str, profile: str, method: str, epsilon: float | None
+) -> tuple[float, float]:
     """``(lr, clip_norm)`` that the stored comparison chose for ``method`` at ``epsilon`` (``None``: no DP)."""
     chosen = pd.read_csv(results_dir / task / profile / "chosen.csv")
     eps = math.inf if epsilon is None else epsilon

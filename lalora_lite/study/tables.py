@@ -67,29 +67,74 @@ def _yes_no(flag: bool) -> str:
 def paired_markdown(paired: pd.DataFrame) -> str:
     """LA-LoRA minus each baseline: difference in points with its paired interval and the verdict."""
     need = next(c for c in paired.columns if c.startswith("seeds_for_"))
-    header = ["epsilon", "LA-LoRA minus", "difference (points)", "95 % interval", "seeds", "resolved",
-              f"seeds for {need.split('_')[-1].removesuffix('pt')} points"]
-    rows = [[f"{r.epsilon:g}", r.baseline, f"{100 * r.difference:+.1f}", _signed_interval(r), r.seeds,
-             _yes_no(r.resolved), "" if pd.isna(getattr(r, need)) else int(getattr(r, need))]
-            for r in paired.itertuples()]
+    header = [
+        "epsilon",
+        "LA-LoRA minus",
+        "difference (points)",
+        "95 % interval",
+        "seeds",
+        "resolved",
+        f"seeds for {need.split('_')[-1].removesuffix('pt')} points",
+    ]
+    rows = [
+        [
+            f"{r.epsilon:g}",
+            r.baseline,
+            f"{100 * r.difference:+.1f}",
+            _signed_interval(r),
+            r.seeds,
+            _yes_no(r.resolved),
+            "" if pd.isna(getattr(r, need)) else int(getattr(r, need)),
+        ]
+        for r in paired.itertuples()
+    ]
     return markdown_table(header, rows)
 
 
 def tuning_gap_markdown(gap: pd.DataFrame) -> str:
     """Public-tuned minus private-tuned final accuracy (:func:`~lalora_lite.study.stats.tuning_gap`), in points."""
     header = ["method", "epsilon", "public minus private (points)", "95 % interval", "seeds", "resolved"]
-    rows = [[r.method, eps_label(r.epsilon), f"{100 * r.public_minus_private:+.1f}", _signed_interval(r), r.seeds,
-             _yes_no(r.resolved)] for r in gap.itertuples()]
+    rows = [
+        [
+            r.method,
+            eps_label(r.epsilon),
+            f"{100 * r.public_minus_private:+.1f}",
+            _signed_interval(r),
+            r.seeds,
+            _yes_no(r.resolved),
+        ]
+        for r in gap.itertuples()
+    ]
     return markdown_table(header, rows)
 
 
 def chosen_markdown(chosen: pd.DataFrame) -> str:
     """The setting each search chose, with its validation score, cost and grid."""
-    header = ["method", "epsilon", "lr", "clip", "validation score", "search runs", "lr grid", "clip grid",
-              "on an edge"]
-    rows = [[r.method, eps_label(r.epsilon), f"{r.lr:g}", f"{r.clip_norm:g}", f"{100 * r.score:.1f}", r.search_runs,
-             r.lr_grid, r.clip_grid, r.on_edge if isinstance(r.on_edge, str) and r.on_edge else "no"]
-            for r in chosen.itertuples()]
+    header = [
+        "method",
+        "epsilon",
+        "lr",
+        "clip",
+        "validation score",
+        "search runs",
+        "lr grid",
+        "clip grid",
+        "on an edge",
+    ]
+    rows = [
+        [
+            r.method,
+            eps_label(r.epsilon),
+            f"{r.lr:g}",
+            f"{r.clip_norm:g}",
+            f"{100 * r.score:.1f}",
+            r.search_runs,
+            r.lr_grid,
+            r.clip_grid,
+            r.on_edge if isinstance(r.on_edge, str) and r.on_edge else "no",
+        ]
+        for r in chosen.itertuples()
+    ]
     return markdown_table(header, rows)
 
 
@@ -97,26 +142,36 @@ def tuning_cost(meta: dict, chosen: pd.DataFrame) -> str:
     """What the search tuned on which data, and what that means for the reported epsilon."""
     runs = int(chosen["search_runs"].sum())
     if meta.get("tuned_on") == "public":
-        return (f"**What the tuning cost in privacy: nothing.** The settings were chosen by {runs} search runs on "
-                f"`{meta['search_task']}`, public data that no client holds ({describe_task(meta['search_task'])}); "
-                "no private example was read before the final runs, so the reported epsilon is the whole cost. "
-                "What this gives up in accuracy is the difference to the same comparison tuned on the private "
-                "validation split.")
-    return (f"**What the tuning cost in privacy.** The settings were chosen by {runs} search runs on a "
-            f"validation split drawn from the *private* pool, with seed {meta.get('search_seed', 0)}'s client "
-            "split (the same clients' data as that seed's final run). Each search run is itself DP at its "
-            "budget, but the reported epsilon covers one final run only: the selection is not accounted. "
-            "A private selection would compose the runs it chose from (basic composition: up to "
-            f"{int(chosen['search_runs'].max()) + 1} x epsilon for the clients of seed "
-            f"{meta.get('search_seed', 0)}; random search with a random number of runs costs a small "
-            "constant factor, Papernot & Steinke 2022). The other seeds' final runs reuse the chosen "
-            "settings on different splits, as a practitioner reusing published settings would; the "
-            "numbers here are, like the paper's, tuned-on-private-data results (`lalora compare "
-            "--tune-on public` tunes at no privacy cost where a task has public data).")
+        return (
+            f"**What the tuning cost in privacy: nothing.** The settings were chosen by {runs} search runs on "
+            f"`{meta['search_task']}`, public data that no client holds ({describe_task(meta['search_task'])}); "
+            "no private example was read before the final runs, so the reported epsilon is the whole cost. "
+            "What this gives up in accuracy is the difference to the same comparison tuned on the private "
+            "validation split."
+        )
+    return (
+        f"**What the tuning cost in privacy.** The settings were chosen by {runs} search runs on a "
+        f"validation split drawn from the *private* pool, with seed {meta.get('search_seed', 0)}'s client "
+        "split (the same clients' data as that seed's final run). Each search run is itself DP at its "
+        "budget, but the reported epsilon covers one final run only: the selection is not accounted. "
+        "A private selection would compose the runs it chose from (basic composition: up to "
+        f"{int(chosen['search_runs'].max()) + 1} x epsilon for the clients of seed "
+        f"{meta.get('search_seed', 0)}; random search with a random number of runs costs a small "
+        "constant factor, Papernot & Steinke 2022). The other seeds' final runs reuse the chosen "
+        "settings on different splits, as a practitioner reusing published settings would; the "
+        "numbers here are, like the paper's, tuned-on-private-data results (`lalora compare "
+        "--tune-on public` tunes at no privacy cost where a task has public data)."
+    )
 
 
-def write_summary(folder: Path, runs: pd.DataFrame, paired: pd.DataFrame, meta: dict,
-                  chosen: pd.DataFrame | None, gap: pd.DataFrame | str | None = None) -> Path:
+def write_summary(
+    folder: Path,
+    runs: pd.DataFrame,
+    paired: pd.DataFrame,
+    meta: dict,
+    chosen: pd.DataFrame | None,
+    gap: pd.DataFrame | str | None = None,
+) -> Path:
     """``summary.csv``, ``paired.csv`` and ``summary.md`` (tables, readings' raw material, tuning cost,
     and ``gap``, the :func:`~lalora_lite.study.stats.tuning_gap` of public tuning where there is one, or why
     it is not computed: :func:`public_tuning_gap`) from the
@@ -125,29 +180,42 @@ def write_summary(folder: Path, runs: pd.DataFrame, paired: pd.DataFrame, meta: 
     table = summary(runs)
     table.to_csv(folder / "summary.csv", index=False)
     paired.to_csv(folder / "paired.csv", index=False)
-    parts = [f"# {task} ({profile} profile)", describe_task(task),
-             "Final test accuracy (%): mean [95 % t-interval] (n seeds). "
-             f"Chance {pct(meta.get('test_chance', math.nan))} %, majority class "
-             f"{pct(meta.get('test_majority', math.nan))} %.", summary_markdown(table)]
+    parts = [
+        f"# {task} ({profile} profile)",
+        describe_task(task),
+        "Final test accuracy (%): mean [95 % t-interval] (n seeds). "
+        f"Chance {pct(meta.get('test_chance', math.nan))} %, majority class "
+        f"{pct(meta.get('test_majority', math.nan))} %.",
+        summary_markdown(table),
+    ]
     if set(ABLATION) <= set(table["method"]):
         parts += ["## Ablation", summary_markdown(table, ABLATION)]
     spread = table["last_spread"]
-    parts.append(f"Stability: the spread (std) of a run's last {LAST_EVALUATIONS} evaluations, averaged per method "
-                 f"and budget, is {pct(spread.min())}-{pct(spread.max())} points (median {pct(spread.median())}).")
+    parts.append(
+        f"Stability: the spread (std) of a run's last {LAST_EVALUATIONS} evaluations, averaged per method "
+        f"and budget, is {pct(spread.min())}-{pct(spread.max())} points (median {pct(spread.median())})."
+    )
     if not paired.empty:
         parts += ["## Paired differences (same seeds, same client splits)", paired_markdown(paired)]
     if chosen is not None:
         parts += ["## Chosen settings", chosen_markdown(chosen), tuning_cost(meta, chosen)]
     if gap is not None:
         parts.append("## What tuning on public data gives up")
-        parts += [gap] if isinstance(gap, str) else [  # a string says why the gap is not computed
-            "Final test accuracy of this comparison minus that of the same methods, budgets and seeds tuned "
-            "on the private validation split (`../" + folder.name.removesuffix(PUBLIC_TUNING) + "`), paired "
-            "by seed; 0 where both searches chose the same setting (the same final runs).",
-            tuning_gap_markdown(gap)]
+        parts += (
+            [gap]
+            if isinstance(gap, str)
+            else [  # a string says why the gap is not computed
+                "Final test accuracy of this comparison minus that of the same methods, budgets and seeds tuned "
+                "on the private validation split (`../" + folder.name.removesuffix(PUBLIC_TUNING) + "`), paired "
+                "by seed; 0 where both searches chose the same setting (the same final runs).",
+                tuning_gap_markdown(gap),
+            ]
+        )
     if "wall_s_this_invocation" in meta:
-        parts.append(f"Wall time of the command that made these results: {meta['wall_s_this_invocation'] / 60:.1f} min "
-                     f"({meta.get('workers', 1)} worker(s), device {meta.get('device', 'cpu')}).")
+        parts.append(
+            f"Wall time of the command that made these results: {meta['wall_s_this_invocation'] / 60:.1f} min "
+            f"({meta.get('workers', 1)} worker(s), device {meta.get('device', 'cpu')})."
+        )
     path = folder / "summary.md"
     path.write_text("\n\n".join(parts) + "\n")
     return path
@@ -167,8 +235,10 @@ def public_tuning_gap(folder: Path, meta: dict, runs: pd.DataFrame) -> pd.DataFr
     ours, theirs = meta.get("profile_settings") or {}, twin_meta.get("profile_settings") or {}
     changed = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
     if changed:
-        return (f"Not computed: `../{twin.name}` ran with other profile settings ({', '.join(changed)}), so its "
-                "final runs do not pair with these; run both comparisons at the same settings.")
+        return (
+            f"Not computed: `../{twin.name}` ran with other profile settings ({', '.join(changed)}), so its "
+            "final runs do not pair with these; run both comparisons at the same settings."
+        )
     return tuning_gap(run_table(pd.read_csv(twin / "history.csv")), runs)
 
 

@@ -23,10 +23,10 @@ from ..federated import scheduled_lr
 from ..lora import trainable_parameters
 from ..methods import Method, get_method
 from ..models import Backbone
-from ..tasks.profiles import Profile
-from .search import GridSearch
 from ..tasks import build_task, get_profile
+from ..tasks.profiles import Profile
 from ..training import LocalConfig, evaluate, local_update
+from .search import GridSearch
 
 HEAD_ONLY = Method("head-only", lambda t, k: frozenset(), private=False, description="linear probe")
 NO_CLIP = 1.0  # the searches' clip axis has one value: nothing is clipped without DP
@@ -36,15 +36,25 @@ def train_centralised(backbone: Backbone, data: Dataset, method: Method, profile
     """Train ``backbone`` in place, without noise: ``profile.rounds`` chunks of ``clients_per_round x
     local_steps`` steps on ``data``, chunk ``t`` at :func:`~lalora_lite.federated.scheduled_lr` of round ``t``
     (batches and dropout seeded with 0)."""
-    local = LocalConfig(local_steps=profile.local_steps, batch_size=profile.batch_size, lr=lr,
-                        optimizer=profile.optimizer)
+    local = LocalConfig(
+        local_steps=profile.local_steps, batch_size=profile.batch_size, lr=lr, optimizer=profile.optimizer
+    )
     params = trainable_parameters(backbone.model, backbone.head)
     generator = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
     steps = profile.clients_per_round * profile.local_steps
     for t in range(profile.rounds):
-        local_update(backbone.model, params, data, method, t, steps, replace(local, lr=scheduled_lr(lr, t, profile.rounds, profile.lr_schedule)), None,
-                     generator)
+        local_update(
+            backbone.model,
+            params,
+            data,
+            method,
+            t,
+            steps,
+            replace(local, lr=scheduled_lr(lr, t, profile.rounds, profile.lr_schedule)),
+            None,
+            generator,
+        )
 
 
 def transfer_report(task: str, profile_name: str, results_dir: Path) -> dict[str, object]:
@@ -53,9 +63,13 @@ def transfer_report(task: str, profile_name: str, results_dir: Path) -> dict[str
     built = build_task(task, profile_name, seed=0)
     pooled = {k: torch.cat([c[k] for c in built.clients]) for k in built.clients[0]}
     report: dict[str, object] = {
-        "task": task, "profile": profile_name, "split_seed": 0,
+        "task": task,
+        "profile": profile_name,
+        "split_seed": 0,
         "steps": profile.rounds * profile.clients_per_round * profile.local_steps,
-        "lr_schedule": profile.lr_schedule, "fresh_head_val_accuracy": evaluate(built.backbone.model, built.val)[0]}
+        "lr_schedule": profile.lr_schedule,
+        "fresh_head_val_accuracy": evaluate(built.backbone.model, built.val)[0],
+    }
     for name, method in (("head_only", HEAD_ONLY), ("lora_and_head", get_method("fedlora"))):
         search = GridSearch(method.name, None, profile.lr_grid, (NO_CLIP,), profile.max_widen, profile.val_size)
         tests: dict[float, float] = {}
@@ -68,9 +82,13 @@ def transfer_report(task: str, profile_name: str, results_dir: Path) -> dict[str
             if not search.widen():
                 break
         lr, _ = search.best()
-        report |= {f"{name}_lr": lr, f"{name}_val_accuracy": search.scores[(lr, NO_CLIP)],
-                   f"{name}_test_accuracy": tests[lr], f"{name}_on_edge": " ".join(search.edges()),
-                   f"{name}_val_accuracy_by_lr": {f"{p:g}": search.scores[(p, NO_CLIP)] for p, _ in search.points()}}
+        report |= {
+            f"{name}_lr": lr,
+            f"{name}_val_accuracy": search.scores[(lr, NO_CLIP)],
+            f"{name}_test_accuracy": tests[lr],
+            f"{name}_on_edge": " ".join(search.edges()),
+            f"{name}_val_accuracy_by_lr": {f"{p:g}": search.scores[(p, NO_CLIP)] for p, _ in search.points()},
+        }
     out = results_dir / task / profile_name
     out.mkdir(parents=True, exist_ok=True)
     (out / "transfer.json").write_text(json.dumps(report, indent=2))

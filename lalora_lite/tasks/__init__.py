@@ -25,7 +25,10 @@ def __getattr__(name: str) -> object:
     for family in _FAMILIES:
         module = importlib.import_module(f"{__name__}.{family}")
         if not name.startswith("__") and hasattr(module, name):
-            warnings.warn(f"{__name__}.{name} moved to {module.__name__}.{name}; the old path goes in the next release",
-                          DeprecationWarning, stacklevel=2)
+            warnings.warn(
+                f"{__name__}.{name} moved to {module.__name__}.{name}; the old path goes in the next release",
+                DeprecationWarning,
+                stacklevel=2,
+            )
             return getattr(module, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

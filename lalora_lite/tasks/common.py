@@ -55,8 +55,9 @@ def split_pool(pool: Dataset, profile: Profile, seed: int) -> tuple[list[Dataset
     if needed > len(order):
         raise ValueError(f"profile asks for {needed} private examples, the task has {len(order)}")
     val, train = subset(pool, order[: profile.val_size]), subset(pool, order[profile.val_size : needed])
-    parts = dirichlet_partition(train["labels"].numpy(), profile.num_clients, profile.dirichlet_alpha, seed,
-                                min_size=profile.min_client_size)
+    parts = dirichlet_partition(
+        train["labels"].numpy(), profile.num_clients, profile.dirichlet_alpha, seed, min_size=profile.min_client_size
+    )
     return [subset(train, torch.from_numpy(p)) for p in parts], val
 
 

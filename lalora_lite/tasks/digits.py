@@ -14,7 +14,6 @@ from ..training import pretrain
 from .common import Task
 
 
-
 def _digits() -> tuple[torch.Tensor, torch.Tensor]:
     """sklearn's digits as ``(N, 1, 8, 8)`` images scaled to [-1, 1] and ``(N,)`` labels."""
     from sklearn.datasets import load_digits
@@ -34,8 +33,14 @@ def _pretrained_digits_state(steps: int, seed: int) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in backbone.model.state_dict().items()}
 
 
-def digits_swin(num_clients: int = 4, alpha: float = 1.0, rank: int = 8, lora_alpha: float = 16.0,
-                pretrain_steps: int = 300, seed: int = 0) -> Task:
+def digits_swin(
+    num_clients: int = 4,
+    alpha: float = 1.0,
+    rank: int = 8,
+    lora_alpha: float = 16.0,
+    pretrain_steps: int = 300,
+    seed: int = 0,
+) -> Task:
     """Digits: public 0-4 pretrain a tiny Swin (8 px, patch 1); private 5-9 split 80/20 into clients/test."""
     images, labels = _digits()
     public = labels < 5
@@ -50,5 +55,12 @@ def digits_swin(num_clients: int = 4, alpha: float = 1.0, rank: int = 8, lora_al
     train, test = subset(private, order[:split]), subset(private, order[split:])
     parts = dirichlet_partition(train["labels"].numpy(), num_clients, alpha, seed, min_size=32)
     clients = [subset(train, torch.from_numpy(p)) for p in parts]
-    return Task("digits-swin", "sklearn digits 5-9, tiny Swin (demo stand-in)", backbone, clients, test, test,
-                tuple(str(d) for d in range(5, 10)))
+    return Task(
+        "digits-swin",
+        "sklearn digits 5-9, tiny Swin (demo stand-in)",
+        backbone,
+        clients,
+        test,
+        test,
+        tuple(str(d) for d in range(5, 10)),
+    )

@@ -23,8 +23,9 @@ FMNIST_PUBLIC = 5  # classes 0-4 are public (pretraining), 5-9 private (fine-tun
 
 
 def _fmnist_backbone(seed: int) -> Backbone:
-    net = tiny_swin(FMNIST_PUBLIC, in_chans=1, img_size=32, patch_size=4, embed_dim=48, depths=(2, 2),
-                    num_heads=(2, 4), seed=seed)
+    net = tiny_swin(
+        FMNIST_PUBLIC, in_chans=1, img_size=32, patch_size=4, embed_dim=48, depths=(2, 2), num_heads=(2, 4), seed=seed
+    )
     return with_preprocessing(net, 32, FMNIST_MEAN, FMNIST_STD)
 
 
@@ -35,8 +36,10 @@ def _fmnist_classes(split: str, classes: range) -> Dataset:
     """The ``split`` images of Fashion-MNIST ``classes`` as ``uint8 (N, 1, 28, 28)``, labels from 0."""
     images, labels = load_fashion_mnist(split)
     keep = (labels >= classes.start) & (labels < classes.stop)
-    return {"pixel_values": torch.from_numpy(images[keep]).unsqueeze(1),
-            "labels": torch.from_numpy(labels[keep] - classes.start)}
+    return {
+        "pixel_values": torch.from_numpy(images[keep]).unsqueeze(1),
+        "labels": torch.from_numpy(labels[keep] - classes.start),
+    }
 
 
 PUBLIC_CLASSES, PRIVATE_CLASSES = range(0, FMNIST_PUBLIC), range(FMNIST_PUBLIC, 10)

@@ -16,7 +16,6 @@ from .profiles import Profile
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-
 def _images_to_tensor(images: list) -> torch.Tensor:
     """PIL images (any mode) -> ``uint8 (N, 3, H, W)``."""
     return torch.from_numpy(np.stack([np.asarray(im.convert("RGB")) for im in images])).permute(0, 3, 1, 2).contiguous()
@@ -28,8 +27,9 @@ def build_hub_images(spec: TaskSpec, profile: Profile, seed: int) -> Task:
     test_images, test_labels = load_hub_images(src["dataset"], src["test_split"], src["image_key"], src["label_key"])
     num_classes = int(max(labels.max(), test_labels.max())) + 1
     pool = {"pixel_values": _images_to_tensor(images), "labels": torch.from_numpy(labels)}
-    test = first_examples({"pixel_values": _images_to_tensor(test_images), "labels": torch.from_numpy(test_labels)},
-                  profile.test_size, 0)
+    test = first_examples(
+        {"pixel_values": _images_to_tensor(test_images), "labels": torch.from_numpy(test_labels)}, profile.test_size, 0
+    )
     clients, val = split_pool(pool, profile, seed)
     net = timm_swin(src["model"], num_classes, pretrained=src.get("pretrained", True), **src.get("model_kwargs", {}))
     backbone = with_preprocessing(net, src.get("image_size", 224), IMAGENET_MEAN, IMAGENET_STD)
@@ -46,8 +46,9 @@ def build_glue(spec: TaskSpec, profile: Profile, seed: int) -> Task:
     def encode(split: str) -> Dataset:
         texts, labels = load_hub_text(src["dataset"], split, src["text_keys"], "label", src.get("config"))
         columns = list(zip(*texts))
-        enc = tokenizer(*columns, padding="max_length", truncation=True, max_length=profile.max_length,
-                        return_tensors="pt")
+        enc = tokenizer(
+            *columns, padding="max_length", truncation=True, max_length=profile.max_length, return_tensors="pt"
+        )
         return {**dict(enc), "labels": torch.from_numpy(labels)}
 
     pool, test = encode(src["train_split"]), first_examples(encode(src["test_split"]), profile.test_size, 0)

@@ -18,15 +18,46 @@ import numpy as np
 FASHION_MNIST_DIR = Path(os.environ.get("LALORA_FASHION_MNIST", "/usr/share/datasets/fashion-mnist"))
 FASHION_MNIST_HUB = "zalando-datasets/fashion_mnist"
 FASHION_MNIST_CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 )
 WORDNET_NOUNS = Path(os.environ.get("LALORA_WORDNET_NOUNS", "/usr/share/wordnet/data.noun"))
 # WordNet lexicographer files of nouns (field 2 of data.noun), as named in WordNet's lexnames.
 NOUN_LEXNAMES = {
-    3: "Tops", 4: "act", 5: "animal", 6: "artifact", 7: "attribute", 8: "body", 9: "cognition",
-    10: "communication", 11: "event", 12: "feeling", 13: "food", 14: "group", 15: "location",
-    16: "motive", 17: "object", 18: "person", 19: "phenomenon", 20: "plant", 21: "possession",
-    22: "process", 23: "quantity", 24: "relation", 25: "shape", 26: "state", 27: "substance", 28: "time",
+    3: "Tops",
+    4: "act",
+    5: "animal",
+    6: "artifact",
+    7: "attribute",
+    8: "body",
+    9: "cognition",
+    10: "communication",
+    11: "event",
+    12: "feeling",
+    13: "food",
+    14: "group",
+    15: "location",
+    16: "motive",
+    17: "object",
+    18: "person",
+    19: "phenomenon",
+    20: "plant",
+    21: "possession",
+    22: "process",
+    23: "quantity",
+    24: "relation",
+    25: "shape",
+    26: "state",
+    27: "substance",
+    28: "time",
 }
 
 
@@ -92,8 +123,9 @@ def load_hub_images(name_or_path: str, split: str, image_key: str, label_key: st
     return list(ds[image_key]), np.asarray(ds[label_key], dtype=np.int64)
 
 
-def load_hub_text(name_or_path: str, split: str, text_keys: tuple[str, ...], label_key: str,
-                  config: str | None = None) -> tuple[list[tuple[str, ...]], np.ndarray]:
+def load_hub_text(
+    name_or_path: str, split: str, text_keys: tuple[str, ...], label_key: str, config: str | None = None
+) -> tuple[list[tuple[str, ...]], np.ndarray]:
     """Text tuples (one or two sentences) and labels, e.g. GLUE ``("question", "sentence")``."""
     ds = _load_split(name_or_path, split, config)
     return list(zip(*(ds[k] for k in text_keys))), np.asarray(ds[label_key], dtype=np.int64)

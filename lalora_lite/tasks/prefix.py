@@ -38,8 +38,10 @@ def _check_frozen_layers(model: nn.Module, frozen_layers: int) -> None:
     if not 0 < frozen_layers < layers:
         raise ValueError(f"frozen_layers must be in [1, {layers - 1}] for this model, got {frozen_layers}")
     if getattr(model.base_model, "pooler", None) is None or not hasattr(model, "classifier"):
-        raise ValueError(f"{type(model).__name__} is not a BERT-style classifier with a pooler; "
-                         "frozen layers are supported for BertForSequenceClassification-like models")
+        raise ValueError(
+            f"{type(model).__name__} is not a BERT-style classifier with a pooler; "
+            "frozen layers are supported for BertForSequenceClassification-like models"
+        )
 
 
 class TopEncoder(nn.Module):
@@ -81,7 +83,9 @@ def encode_prefix(model: nn.Module, data: Dataset, frozen_layers: int, batch_siz
             ids = data["input_ids"][start : start + batch_size]
             mask = data["attention_mask"][start : start + batch_size]
             types = data.get("token_type_ids")
-            x = encoder.embeddings(input_ids=ids, token_type_ids=None if types is None else types[start : start + batch_size])
+            x = encoder.embeddings(
+                input_ids=ids, token_type_ids=None if types is None else types[start : start + batch_size]
+            )
             full_mask = bidirectional_mask(model.config, x, mask)
             for layer in encoder.encoder.layer[:frozen_layers]:
                 x = layer(x, attention_mask=full_mask)

@@ -81,44 +81,166 @@ PAPER_METHODS = ("fedlora", "dp-lora", "ffa-lora", "rolora", "lalora")
 
 # The offline stand-ins (smoke, cpu): see lalora_lite.tasks for what they stand in for.
 _VISION = dict(**VISION_FEDERATION, optimizer="sgd")
-_TEXT_CPU = dict(**TEXT_FEDERATION, optimizer="sgd")  # the stand-in: SGD with a cosine schedule learns where AdamW did not
-_SMOKE = dict(rounds=2, local_steps=2, batch_size=16, lr_grid=(0.1,), clip_grid=(1.0,), search_rounds=1,
-              epsilons=(3.0,), seeds=(0,))
+_TEXT_CPU = dict(
+    **TEXT_FEDERATION, optimizer="sgd"
+)  # the stand-in: SGD with a cosine schedule learns where AdamW did not
+_SMOKE = dict(
+    rounds=2,
+    local_steps=2,
+    batch_size=16,
+    lr_grid=(0.1,),
+    clip_grid=(1.0,),
+    search_rounds=1,
+    epsilons=(3.0,),
+    seeds=(0,),
+)
 
-FMNIST_SMOKE = Profile(train_size=800, val_size=200, test_size=300, min_client_size=20, rank=8, lora_alpha=16,
-                       pretrain_steps=30, **_VISION, **_SMOKE)
+FMNIST_SMOKE = Profile(
+    train_size=800,
+    val_size=200,
+    test_size=300,
+    min_client_size=20,
+    rank=8,
+    lora_alpha=16,
+    pretrain_steps=30,
+    **_VISION,
+    **_SMOKE,
+)
 # 80 rounds of 5 local steps: the same steps and noise as 40 x 10, less client drift (README "Why this shape")
-FMNIST_CPU = Profile(train_size=8_000, val_size=1_000, test_size=2_000, min_client_size=100, rounds=80, local_steps=5,
-                     batch_size=32, rank=8, lora_alpha=16, lr_grid=(0.1, 0.2, 0.4), clip_grid=(0.5, 1.0, 2.0),
-                     search_rounds=80, epsilons=(1.0, 2.0, 3.0), seeds=(0, 1, 2, 3, 4), pretrain_steps=1500,
-                     count_steps="expected", lr_schedule="cosine", eval_every=10, **_VISION)
+FMNIST_CPU = Profile(
+    train_size=8_000,
+    val_size=1_000,
+    test_size=2_000,
+    min_client_size=100,
+    rounds=80,
+    local_steps=5,
+    batch_size=32,
+    rank=8,
+    lora_alpha=16,
+    lr_grid=(0.1, 0.2, 0.4),
+    clip_grid=(0.5, 1.0, 2.0),
+    search_rounds=80,
+    epsilons=(1.0, 2.0, 3.0),
+    seeds=(0, 1, 2, 3, 4),
+    pretrain_steps=1500,
+    count_steps="expected",
+    lr_schedule="cosine",
+    eval_every=10,
+    **_VISION,
+)
 # the public pool has 5,000 images: 1,000 validation (as the private search) and 4,000 for the clients
 FMNIST_SMOKE_PUBLIC = replace(FMNIST_SMOKE, test_size=None)
 FMNIST_CPU_PUBLIC = replace(FMNIST_CPU, train_size=4_000, min_client_size=50, test_size=None)
-WORDNET_SMOKE = Profile(train_size=400, val_size=50, test_size=100, min_client_size=5, rank=8, lora_alpha=16,
-                        max_length=32, frozen_layers=4, **_TEXT_CPU, **{**_SMOKE, "lr_grid": (0.3,)})
-WORDNET_CPU = Profile(train_size=20_000, val_size=1_000, test_size=1_000, min_client_size=50, rounds=30,
-                      local_steps=10, batch_size=32, rank=8, lora_alpha=16, lr_grid=(0.15, 0.3, 0.6),
-                      clip_grid=(0.5, 1.0, 2.0), search_rounds=30, epsilons=(1.0, 2.0, 3.0), seeds=(0, 1, 2, 3, 4),
-                      methods=PAPER_METHODS, count_steps="expected", lr_schedule="cosine", eval_every=5,
-                      max_length=32, frozen_layers=4, **_TEXT_CPU)
+WORDNET_SMOKE = Profile(
+    train_size=400,
+    val_size=50,
+    test_size=100,
+    min_client_size=5,
+    rank=8,
+    lora_alpha=16,
+    max_length=32,
+    frozen_layers=4,
+    **_TEXT_CPU,
+    **{**_SMOKE, "lr_grid": (0.3,)},
+)
+WORDNET_CPU = Profile(
+    train_size=20_000,
+    val_size=1_000,
+    test_size=1_000,
+    min_client_size=50,
+    rounds=30,
+    local_steps=10,
+    batch_size=32,
+    rank=8,
+    lora_alpha=16,
+    lr_grid=(0.15, 0.3, 0.6),
+    clip_grid=(0.5, 1.0, 2.0),
+    search_rounds=30,
+    epsilons=(1.0, 2.0, 3.0),
+    seeds=(0, 1, 2, 3, 4),
+    methods=PAPER_METHODS,
+    count_steps="expected",
+    lr_schedule="cosine",
+    eval_every=5,
+    max_length=32,
+    frozen_layers=4,
+    **_TEXT_CPU,
+)
 
 PAPER_VISION = Profile(
-    train_size=45_000, val_size=5_000, test_size=None, min_client_size=50, rounds=100, local_steps=20,
-    batch_size=16, optimizer="sgd", rank=16, lora_alpha=16, lr_grid=(0.01, 0.05), clip_grid=(0.5, 1.0),
-    search_rounds=20, epsilons=(1.0, 2.0, 3.0), seeds=(0, 1, 2), **VISION_FEDERATION,
+    train_size=45_000,
+    val_size=5_000,
+    test_size=None,
+    min_client_size=50,
+    rounds=100,
+    local_steps=20,
+    batch_size=16,
+    optimizer="sgd",
+    rank=16,
+    lora_alpha=16,
+    lr_grid=(0.01, 0.05),
+    clip_grid=(0.5, 1.0),
+    search_rounds=20,
+    epsilons=(1.0, 2.0, 3.0),
+    seeds=(0, 1, 2),
+    **VISION_FEDERATION,
 )
 PAPER_TEXT = Profile(
-    train_size=50_000, val_size=5_000, test_size=None, min_client_size=50, rounds=100, local_steps=20,
-    batch_size=16, optimizer="adamw", rank=8, lora_alpha=16, lr_grid=(5e-4, 2e-3), clip_grid=(0.5, 1.0),
-    search_rounds=20, epsilons=(1.0, 2.0, 3.0), seeds=(0, 1, 2), max_length=128, **TEXT_FEDERATION,
+    train_size=50_000,
+    val_size=5_000,
+    test_size=None,
+    min_client_size=50,
+    rounds=100,
+    local_steps=20,
+    batch_size=16,
+    optimizer="adamw",
+    rank=8,
+    lora_alpha=16,
+    lr_grid=(5e-4, 2e-3),
+    clip_grid=(0.5, 1.0),
+    search_rounds=20,
+    epsilons=(1.0, 2.0, 3.0),
+    seeds=(0, 1, 2),
+    max_length=128,
+    **TEXT_FEDERATION,
 )
 # colab: the cpu stand-ins' protocol (expected step counting, cosine lr, a 3 x 3 grid searched at
 # every budget for the full run length) on subsets, with the forward pass in fp16 (a T4 has no fast bf16).
-_COLAB = dict(min_client_size=50, rounds=30, local_steps=10, batch_size=16, clip_grid=(0.5, 1.0, 2.0),
-              search_rounds=30, epsilons=(1.0, 2.0, 3.0), seeds=(0, 1, 2), methods=PAPER_METHODS,
-              count_steps="expected", lr_schedule="cosine", eval_every=5, precision="fp16")
-COLAB_VISION = Profile(train_size=10_000, val_size=1_000, test_size=2_000, optimizer="sgd", rank=16, lora_alpha=16,
-                       lr_grid=(0.01, 0.02, 0.04), **_COLAB, **VISION_FEDERATION)
-COLAB_TEXT = Profile(train_size=10_000, val_size=1_000, test_size=None, optimizer="adamw", rank=8, lora_alpha=16,
-                     lr_grid=(5e-4, 1e-3, 2e-3), max_length=64, **_COLAB, **TEXT_FEDERATION)
+_COLAB = dict(
+    min_client_size=50,
+    rounds=30,
+    local_steps=10,
+    batch_size=16,
+    clip_grid=(0.5, 1.0, 2.0),
+    search_rounds=30,
+    epsilons=(1.0, 2.0, 3.0),
+    seeds=(0, 1, 2),
+    methods=PAPER_METHODS,
+    count_steps="expected",
+    lr_schedule="cosine",
+    eval_every=5,
+    precision="fp16",
+)
+COLAB_VISION = Profile(
+    train_size=10_000,
+    val_size=1_000,
+    test_size=2_000,
+    optimizer="sgd",
+    rank=16,
+    lora_alpha=16,
+    lr_grid=(0.01, 0.02, 0.04),
+    **_COLAB,
+    **VISION_FEDERATION,
+)
+COLAB_TEXT = Profile(
+    train_size=10_000,
+    val_size=1_000,
+    test_size=None,
+    optimizer="adamw",
+    rank=8,
+    lora_alpha=16,
+    lr_grid=(5e-4, 1e-3, 2e-3),
+    max_length=64,
+    **_COLAB,
+    **TEXT_FEDERATION,
+)

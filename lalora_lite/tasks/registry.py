@@ -19,25 +19,54 @@ import dataclasses
 from .common import Task, TaskSpec
 from .fmnist import build_fmnist_public, build_fmnist_swin
 from .hub import build_glue, build_hub_images
-from .profiles import (COLAB_TEXT, COLAB_VISION, FMNIST_CPU, FMNIST_CPU_PUBLIC, FMNIST_SMOKE, FMNIST_SMOKE_PUBLIC,
-                       PAPER_TEXT, PAPER_VISION, WORDNET_CPU, WORDNET_SMOKE, Profile)
+from .profiles import (
+    COLAB_TEXT,
+    COLAB_VISION,
+    FMNIST_CPU,
+    FMNIST_CPU_PUBLIC,
+    FMNIST_SMOKE,
+    FMNIST_SMOKE_PUBLIC,
+    PAPER_TEXT,
+    PAPER_VISION,
+    WORDNET_CPU,
+    WORDNET_SMOKE,
+    Profile,
+)
 from .wordnet import build_wordnet_minilm
 
 
-
 def _paper_vision(name: str, model: str, dataset: str, label_key: str, test_split: str, image_key: str) -> TaskSpec:
-    source = dict(dataset=dataset, model=model, image_key=image_key, label_key=label_key,
-                  train_split="train", test_split=test_split, test_examples=10_000)
+    source = dict(
+        dataset=dataset,
+        model=model,
+        image_key=image_key,
+        label_key=label_key,
+        train_split="train",
+        test_split=test_split,
+        test_examples=10_000,
+    )
     profiles = {"colab": COLAB_VISION, "paper": PAPER_VISION} if "swin_tiny" in model else {"paper": PAPER_VISION}
     return TaskSpec(name, f"{model} on {dataset} (paper setting)", build_hub_images, profiles, source)
 
 
 def _paper_glue(task: str, text_keys: tuple[str, ...], test_examples: int, test_split: str = "validation") -> TaskSpec:
-    source = dict(dataset="nyu-mll/glue", config=task, model="FacebookAI/roberta-base", text_keys=text_keys,
-                  train_split="train", test_split=test_split, test_examples=test_examples)
+    source = dict(
+        dataset="nyu-mll/glue",
+        config=task,
+        model="FacebookAI/roberta-base",
+        text_keys=text_keys,
+        train_split="train",
+        test_split=test_split,
+        test_examples=test_examples,
+    )
     colab = COLAB_TEXT if len(text_keys) == 1 else dataclasses.replace(COLAB_TEXT, max_length=128)  # sentence pairs
-    return TaskSpec(f"{task}-roberta", f"RoBERTa-base on GLUE {task.upper()} (paper setting)", build_glue,
-                    {"colab": colab, "paper": PAPER_TEXT}, source)
+    return TaskSpec(
+        f"{task}-roberta",
+        f"RoBERTa-base on GLUE {task.upper()} (paper setting)",
+        build_glue,
+        {"colab": colab, "paper": PAPER_TEXT},
+        source,
+    )
 
 
 TASKS: dict[str, TaskSpec] = {
@@ -65,14 +94,28 @@ TASKS: dict[str, TaskSpec] = {
             build_wordnet_minilm,
             {"smoke": WORDNET_SMOKE, "cpu": WORDNET_CPU},
         ),
-        _paper_vision("cifar100-swin-b", "swin_base_patch4_window7_224.ms_in22k", "uoft-cs/cifar100", "fine_label",
-                      "test", "img"),
-        _paper_vision("tinyimagenet-swin-b", "swin_base_patch4_window7_224.ms_in22k", "zh-plus/tiny-imagenet",
-                      "label", "valid", "image"),
-        _paper_vision("cifar100-swin-t", "swin_tiny_patch4_window7_224.ms_in1k", "uoft-cs/cifar100", "fine_label",
-                      "test", "img"),
-        _paper_vision("tinyimagenet-swin-t", "swin_tiny_patch4_window7_224.ms_in1k", "zh-plus/tiny-imagenet",
-                      "label", "valid", "image"),
+        _paper_vision(
+            "cifar100-swin-b", "swin_base_patch4_window7_224.ms_in22k", "uoft-cs/cifar100", "fine_label", "test", "img"
+        ),
+        _paper_vision(
+            "tinyimagenet-swin-b",
+            "swin_base_patch4_window7_224.ms_in22k",
+            "zh-plus/tiny-imagenet",
+            "label",
+            "valid",
+            "image",
+        ),
+        _paper_vision(
+            "cifar100-swin-t", "swin_tiny_patch4_window7_224.ms_in1k", "uoft-cs/cifar100", "fine_label", "test", "img"
+        ),
+        _paper_vision(
+            "tinyimagenet-swin-t",
+            "swin_tiny_patch4_window7_224.ms_in1k",
+            "zh-plus/tiny-imagenet",
+            "label",
+            "valid",
+            "image",
+        ),
         _paper_glue("sst2", ("sentence",), 872),
         _paper_glue("qnli", ("question", "sentence"), 5_463),
         _paper_glue("qqp", ("question1", "question2"), 40_430),

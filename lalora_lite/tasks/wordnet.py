@@ -16,7 +16,6 @@ from .loaders import NOUN_LEXNAMES, load_wordnet_glosses
 from .prefix import TopEncoder, encode_prefix
 from .profiles import Profile
 
-
 WORDNET_CLASSES = 8
 
 
