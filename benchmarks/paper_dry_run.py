@@ -294,7 +294,7 @@ def main() -> None:
         )
         for m, v in r["methods"].items():
             peak = f", peak {v['peak_gpu_mb']:.0f} MB" if v["peak_gpu_mb"] else ""
-            print(f"  {m}: rounds {['%.1f' % s for s in v['round_wall_s']]} s{peak}")
+            print(f"  {m}: rounds {[f'{s:.1f}' for s in v['round_wall_s']]} s{peak}")
     print(f"wrote {out}")
 
 

@@ -13,7 +13,8 @@ for the paper's CIFAR-100 shape and for the stand-ins.
 Usage (the README quotes these):
   python benchmarks/stand_in_regime.py run --method fedlora --lr 0.4 --seed 1   # the cpu shape, 80 rounds x 5 steps
   python benchmarks/stand_in_regime.py run --method fedlora --rounds 40 --steps 10 --lr 0.4 --eval-every 5 --seed 1
-  python benchmarks/stand_in_regime.py run --task wordnet-minilm --method lalora --epsilon 3 --rounds 30 --lr 0.3 --eval-every 5
+  python benchmarks/stand_in_regime.py run --task wordnet-minilm --method lalora --epsilon 3 --rounds 30 \
+      --lr 0.3 --eval-every 5
   python benchmarks/stand_in_regime.py run --task wordnet-minilm --method lalora --epsilon 3 --set frozen_layers=0
   python benchmarks/stand_in_regime.py skew
 """

@@ -44,7 +44,8 @@ def cmd_estimate(args: argparse.Namespace) -> None:
         e = estimate(args.task, profile_name, device)
         print(
             f"| {args.task} | {profile_name} | {device} | {e['forward_gflop_per_example']:.1f} | "
-            f"{e['train_s_per_round']:.2f} | {e['run_min']:.1f} | {e['runs']} | {e['hours_per_method_and_budget']:.2f} | "
+            f"{e['train_s_per_round']:.2f} | {e['run_min']:.1f} | {e['runs']} | "
+            f"{e['hours_per_method_and_budget']:.2f} | "
             f"{e['compare_hours']:.1f} | {e['step_memory_gb']:.1f} |"
         )
 

@@ -60,7 +60,8 @@ def test_wordnet_gloss_parser(tmp_path):
     noun = tmp_path / "data.noun"
     noun.write_text(
         "  1 This software and database is being provided to you, the LICENSEE, by  \n"
-        '02084071 05 n 03 dog 0 domestic_dog 0 Canis_familiaris 0 000 | a member of the genus Canis; "the dog barked"  \n'
+        "02084071 05 n 03 dog 0 domestic_dog 0 Canis_familiaris 0 000 | "
+        'a member of the genus Canis; "the dog barked"  \n'
         "03001627 06 n 01 chair 0 000 | a seat for one person, with a support for the back  \n"
     )
     glosses, lexfiles = loaders.load_wordnet_glosses(noun)

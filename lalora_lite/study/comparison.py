@@ -221,7 +221,8 @@ def compare(
 
 
 def phase_profile(history: pd.DataFrame) -> dict[str, float]:
-    """Seconds summed over the runs of ``history`` per phase (:data:`~lalora_lite.study.runs.PHASES`) and the number of runs
+    """Seconds summed over the runs of ``history`` per phase (:data:`~lalora_lite.study.runs.PHASES`) and the
+    number of runs
     (of this invocation: a run read back from ``runs/`` keeps the times it was made with)."""
     per_run = history.groupby(["method", "epsilon_target", "seed", "lr", "clip_norm"])
     first = per_run[["build_s", "setup_s"]].first().sum()

@@ -145,11 +145,9 @@ def paper_claims(task: str, paired: pd.DataFrame, table: pd.DataFrame | None = N
     rows = []
     for r in paired.itertuples():
         theirs = cell[cell["method"].isin(["lalora", r.baseline])]
+        value, eps = theirs.set_index("method")["value"], theirs["epsilon"].iloc[0] if len(theirs) else None
         paper = (
-            (
-                f"{theirs.loc[theirs.method == 'lalora', 'value'].item() - theirs.loc[theirs.method == r.baseline, 'value'].item():+.2f} "
-                f"points ({model} / {dataset}, eps={theirs['epsilon'].iloc[0]:g})"
-            )
+            f"{value['lalora'] - value[r.baseline]:+.2f} points ({model} / {dataset}, eps={eps:g})"
             if len(theirs) == 2
             else "not reported"
         )

@@ -1,12 +1,13 @@
 """How good is the stand-in backbone? Non-private, centralised transfer from the public pretraining.
 
-The centralised reference the federated runs are held against, on the union of the clients' data of seed 0's split: the fresh head alone (chance level), training
-only the head (a linear probe of the pretrained features), and LoRA + head. A training takes as many
-steps as one federated run puts together, ``rounds x clients_per_round x local_steps``, in ``rounds``
-chunks at the federated runs' learning rate of each round (:func:`~lalora_lite.federated.scheduled_lr`:
-the profile's schedule), and its learning rate is searched like the comparison's
-(:class:`~lalora_lite.study.search.GridSearch` over the profile's lr grid, widened off its edges). The
-report gives the chosen rate, its validation and test accuracy, and every rate's validation accuracy.
+The centralised reference the federated runs are held against, on the union of the clients' data of seed
+0's split: the fresh head alone (chance level), training only the head (a linear probe of the pretrained
+features), and LoRA + head. A training takes as many steps as one federated run puts together, ``rounds
+x clients_per_round x local_steps``, in ``rounds`` chunks at the federated runs' learning rate of each
+round (:func:`~lalora_lite.federated.scheduled_lr`: the profile's schedule), and its learning rate is
+searched like the comparison's (:class:`~lalora_lite.study.search.GridSearch` over the profile's lr
+grid, widened off its edges). The report gives the chosen rate, its validation and test accuracy, and
+every rate's validation accuracy.
 """
 
 from __future__ import annotations

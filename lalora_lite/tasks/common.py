@@ -41,7 +41,8 @@ class TaskSpec:
 
 
 def cache_dir() -> Path:
-    """Where built artefacts (the pretrained stand-in backbone) are kept: ``$LALORA_CACHE`` or ``~/.cache/lalora_lite``."""
+    """Where built artefacts (the pretrained stand-in backbone) are kept: ``$LALORA_CACHE``, else
+    ``~/.cache/lalora_lite``."""
     path = Path(os.environ.get("LALORA_CACHE", Path.home() / ".cache" / "lalora_lite"))
     path.mkdir(parents=True, exist_ok=True)
     return path
