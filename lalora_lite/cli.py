@@ -76,6 +76,8 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
+    if args.quick:
+        return cmd_quick(args)
     from .study.comparison import compare
     from .study.plotting import redraw
     from .study.stats import run_table, summary
@@ -103,6 +105,37 @@ def cmd_compare(args: argparse.Namespace) -> None:
     print(summary_markdown(summary(run_table(history))))
     for path in redraw(Path(args.results), Path(args.figures)):
         print(f"wrote {path}")
+
+
+def cmd_quick(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from .study.quick import QUICK_EPSILONS, QUICK_METHODS, QUICK_SEEDS, quick
+    from .study.stats import paired_differences, run_table, summary
+    from .study.tables import paired_markdown, summary_markdown
+
+    if args.device != "cpu" or args.tune_on != "private":
+        raise ValueError("--quick re-runs the committed cpu runs bit for bit: it takes no --device or --tune-on")
+    reruns, written = quick(
+        args.task,
+        current_profile(args.profile),
+        tuple(args.methods or QUICK_METHODS),
+        tuple(args.epsilons or QUICK_EPSILONS),
+        tuple(args.seeds or QUICK_SEEDS),
+        Path(args.runs),
+        Path(args.results),
+        args.workers,
+    )
+    runs = run_table(pd.concat([r.history for r in reruns], ignore_index=True))
+    print(summary_markdown(summary(runs)))
+    if not (paired := paired_differences(runs)).empty:
+        print("\n" + paired_markdown(paired))
+    for path in written:
+        print(f"wrote {path}")
+    same = sum(not r.differing for r in reruns)
+    print(f"{same} of {len(reruns)} re-runs bit-identical to the committed comparison")
+    if same < len(reruns):
+        raise SystemExit(1)
 
 
 def cmd_figures(args: argparse.Namespace) -> None:
@@ -205,6 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="private",
         help="search on the private validation split (default) or on the task's public data (no privacy "
         "cost; results in <profile>+public-tuning)",
+    )
+    cmp.add_argument(
+        "--quick",
+        action="store_true",
+        help="no search: re-run the paper's methods at eps=3 and FedLoRA, seeds 0-2, with the stored "
+        "comparison's chosen settings, and check each run bit for bit against it (minutes)",
     )
     cmp.add_argument("--results", default="results")
     cmp.add_argument("--figures", default="figures")

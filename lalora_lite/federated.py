@@ -382,6 +382,7 @@ def run_federated(
     bar = tqdm(
         range(server.round, cfg.rounds), initial=server.round, total=cfg.rounds, desc=cfg.method, disable=not progress
     )
+    last_accuracy = math.nan  # shown between evaluations instead of nan
     for t in bar:
         t0 = time.perf_counter()
         results, weights = [], []
@@ -401,7 +402,8 @@ def run_federated(
         row |= {"setup_s": setup_s, "train_s": t1 - t0, "eval_s": time.perf_counter() - t1}
         server.history.append(row)
         server.round = t + 1
-        bar.set_postfix(acc=f"{row['accuracy']:.3f}", eps=f"{row['epsilon_spent']:.2f}")
+        last_accuracy = row["accuracy"] if not math.isnan(row["accuracy"]) else last_accuracy
+        bar.set_postfix(acc=f"{last_accuracy:.3f}", eps=f"{row['epsilon_spent']:.2f}")  # the last evaluated
         if path is not None:
             server.save(path)
         if on_round_end is not None:

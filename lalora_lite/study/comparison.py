@@ -34,7 +34,7 @@ from ..accounting import check_budget_inputs
 from ..methods import get_method
 from ..tasks import TASKS, get_profile, get_task
 from ..tasks.profiles import Profile
-from .runs import RUN_THREADS, Runner, RunSpec, cached_task, default_workers, resolve_device
+from .runs import RUN_THREADS, Runner, RunSpec, cached_task, default_workers, measured_eta, resolve_device
 from .search import GridSearch, check_grid, score
 from .stats import PUBLIC_TUNING
 
@@ -166,6 +166,9 @@ def compare(
             f"grid widens), then {final_runs} final runs of {profile.rounds} rounds, on {workers} worker(s); "
             f"finished runs in {runs_dir} are read back (benchmarks/compare_profile.py projects the time)"
         )
+        out_name = profile_name if tune_on == "private" else profile_name + PUBLIC_TUNING
+        if eta := measured_eta(results_dir / task / out_name, search_runs, final_runs, workers):
+            tqdm.write(eta)
     started = time.perf_counter()
     with Runner(runs_dir, workers, device, progress) as runner:
         counts = runner.call(count_test_labels, task, profile_name, seeds[0]).double()  # builds where runs do

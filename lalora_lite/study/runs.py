@@ -205,8 +205,14 @@ class Runner:
             self._pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"))
         return self._pool
 
-    def run(self, specs: Sequence[RunSpec], desc: str = "runs") -> list[pd.DataFrame]:
-        """The histories of ``specs``, in order.
+    def run(
+        self,
+        specs: Sequence[RunSpec],
+        desc: str = "runs",
+        on_result: Callable[[RunSpec, pd.DataFrame], str] | None = None,
+    ) -> list[pd.DataFrame]:
+        """The histories of ``specs``, in order; ``on_result(spec, history)`` after each run gives the
+        progress bar's note (e.g. the accuracy the run reached).
 
         They execute grouped by seed (a stable sort): each process caches its last 4 built tasks
         (``cached_task``), one per seed, and cycling through 5 seeds method by method would rebuild
@@ -218,18 +224,50 @@ class Runner:
         if self.workers == 1:
             for i in order:
                 results[i] = _execute_quietly(specs[i], self.runs_dir, self.device)
-                bar.update()
+                _advance(bar, on_result, specs[i], results[i])
         else:
             pool = self._executor()
             futures = {pool.submit(_execute_quietly, specs[i], self.runs_dir, self.device): i for i in order}
             for future in as_completed(futures):
-                results[futures[future]] = future.result()
-                bar.update()
+                i = futures[future]
+                results[i] = future.result()
+                _advance(bar, on_result, specs[i], results[i])
         bar.close()
         return [results[i] for i in range(len(specs))]
+
+
+def _advance(
+    bar: tqdm, on_result: Callable[[RunSpec, pd.DataFrame], str] | None, spec: RunSpec, history: pd.DataFrame
+) -> None:
+    if on_result is not None:
+        bar.set_postfix_str(on_result(spec, history), refresh=False)
+    bar.update()
 
 
 def default_workers() -> int:
     """One worker per available core (``os.sched_getaffinity`` where the platform has it)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, cores)
+
+
+def measured_eta(folder: Path, search_runs: int, final_runs: int, workers: int) -> str | None:
+    """An estimate of a comparison's wall time from the per-run times the stored comparison in ``folder``
+    measured (``meta.json``'s ``profile_s``), or ``None`` where there is none to go by."""
+    meta_path = folder / "meta.json"
+    if not meta_path.exists():
+        return None
+    phases = json.loads(meta_path.read_text()).get("profile_s", {})
+
+    def per_run(phase: str) -> float | None:
+        p = phases.get(phase, {})
+        return sum(p.get(k, 0.0) for k in ("setup_s", "train_s", "eval_s")) / p["runs"] if p.get("runs") else None
+
+    search_s, final_s = per_run("search"), per_run("final")
+    if search_s is None or final_s is None:
+        return None
+    hours = (search_runs * search_s + final_runs * final_s) / workers / 3600
+    return (
+        f"estimate: about {hours:.1f} h on {workers} worker(s), from the stored comparison's measured "
+        f"{search_s:.0f} s per search run and {final_s:.0f} s per final run ({folder}; machines differ: "
+        "the progress bars' ETA follows this one)"
+    )
