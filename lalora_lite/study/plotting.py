@@ -69,7 +69,8 @@ def plot_accuracy_vs_epsilon(runs: pd.DataFrame, meta: dict, title: str, path: P
         (name, [m for m in group if m in set(private["method"])])
         for name, group in (("paper methods", PRIVATE_PAPER_METHODS), ("ablation: alternation x filter", ABLATION))
     ]
-    panels = [(n, g) for n, g in panels if g]
+    # an ablation panel only where an ablation ran (not just the two paper methods it shares)
+    panels = [(n, g) for n, g in panels if g and (n == "paper methods" or set(g) - set(PRIVATE_PAPER_METHODS))]
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.4), sharey=True, squeeze=False)
     order = sorted(private["epsilon"].unique(), key=float)
     for ax, (name, methods) in zip(axes[0], panels):
