@@ -34,7 +34,7 @@ from ..accounting import check_budget_inputs
 from ..methods import get_method
 from ..tasks import TASKS, get_profile, get_task
 from ..tasks.profiles import Profile
-from .runs import RUN_THREADS, Runner, RunSpec, cached_task, default_workers, measured_eta, resolve_device
+from .runs import RUN_THREADS, Runner, RunSpec, cached_task, cpu_model, default_workers, measured_eta, resolve_device
 from .search import GridSearch, check_grid, score
 from .stats import PUBLIC_TUNING
 
@@ -209,6 +209,7 @@ def compare(
         "versions": {p: version(p) for p in PACKAGES} | {"python": platform.python_version()},
         "git_commit": _git_commit(),
         "device": torch.cuda.get_device_name(target) if target.type == "cuda" else "cpu",
+        "cpu_model": cpu_model(),
         "cpu_kernels": {
             "capability": torch.backends.cpu.get_cpu_capability(),
             **{name: os.environ.get(name) for name in (*cpu_kernels.PINS, cpu_kernels.SWITCH)},

@@ -15,6 +15,7 @@ import copy
 import hashlib
 import json
 import os
+import platform
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -242,6 +243,17 @@ def _advance(
     if on_result is not None:
         bar.set_postfix_str(on_result(spec, history), refresh=False)
     bar.update()
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else the platform's processor string)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 def default_workers() -> int:

@@ -31,6 +31,16 @@ def t_interval(values: np.ndarray | pd.Series, level: float = 0.95) -> tuple[flo
     return mean, mean - half, mean + half
 
 
+def prediction_interval(values: np.ndarray | pd.Series, level: float = 0.95) -> tuple[float, float]:
+    """Where one more draw from the distribution of ``values`` falls with probability ``level``:
+    ``mean +- t_{n-1} sd sqrt(1 + 1/n)`` (wider than the mean's interval, which says where the *mean* is)."""
+    x = np.asarray(values, dtype=float)
+    if len(x) < 2:
+        return math.nan, math.nan
+    half = float(st.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) * math.sqrt(1 + 1 / len(x)))
+    return float(x.mean()) - half, float(x.mean()) + half
+
+
 def seeds_needed(spread: float, delta: float = 0.05, level: float = 0.95, power: float = 0.8) -> int:
     """Seeds that resolve a paired difference ``delta`` at per-seed spread ``spread`` (see module doc)."""
     if math.isnan(spread):
