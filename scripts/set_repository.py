@@ -1,5 +1,6 @@
 """Write the repository's address, kept once in pyproject.toml ([project.urls] Repository), into
-every notebook's Colab badge and Colab setup cell and into the README's badges.
+every notebook's Colab badge and Colab setup cell, and into the badges and links of the README, the
+docs (``docs/*.md``) and the Sphinx configuration.
 
 Usage:
   .venv/bin/python scripts/set_repository.py                 # rewrite from pyproject.toml
@@ -84,8 +85,8 @@ def main() -> int:
         pyproject.write_text(re.sub(r'(?m)^Repository = ".*"$', f'Repository = "{args.url}"', pyproject.read_text()))
     url = repository()
     wanted = {path: rewritten_notebook(path, url) for path in sorted((ROOT / "notebooks").glob("*.ipynb"))}
-    readme = ROOT / "README.md"
-    wanted[readme] = rewrite_badges(readme.read_text(), url)
+    for page in [ROOT / "README.md", ROOT / "docs" / "conf.py", *sorted((ROOT / "docs").glob("*.md"))]:
+        wanted[page] = rewrite_badges(page.read_text(), url)
     stale = [path for path, text in wanted.items() if path.read_text() != text]
     if args.check:
         for path in stale:

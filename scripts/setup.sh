@@ -3,7 +3,8 @@
 #   1. the offline data packages (Debian: dataset-fashion-mnist, wordnet-base) where apt-get works;
 #   2. a virtual environment .venv with the pinned requirements and the package itself.
 # Usage: bash scripts/setup.sh        (PYTHON=python3.11 to choose the interpreter;
-#        LALORA_EXTRAS=flower to add the optional Flower scale-out, as the tests do)
+#        LALORA_EXTRAS=flower to add the optional Flower scale-out, docs the course site's Sphinx,
+#        flower,docs both, as the tests do)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

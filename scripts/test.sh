@@ -9,7 +9,7 @@
 # Usage: bash scripts/test.sh [extra pytest arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-LALORA_EXTRAS=flower bash scripts/setup.sh  # the Flower tests need the optional extra
+LALORA_EXTRAS=flower,docs bash scripts/setup.sh  # the Flower tests and the course site need the optional extras
 export HF_HUB_OFFLINE=1 TRANSFORMERS_VERBOSITY=error LALORA_PROFILE=smoke
 # smoke-profile figures of the notebooks go to a scratch folder, not over the committed cpu figures
 export LALORA_FIGURES="${LALORA_FIGURES:-$(mktemp -d)}"

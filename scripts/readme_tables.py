@@ -1,0 +1,172 @@
+"""The README's generated tables: the finding, from the committed results, and the notebook map, from
+the committed notebooks.
+
+* The finding: LA-LoRA minus each of the paper's baselines at epsilon = 3 on each stand-in, from
+  ``results/<task>/cpu/paired.csv`` (what ``lalora figures`` writes), next to the paper's own
+  difference (``results/paper/reported.csv``, Swin-T / CIFAR-100).
+* The notebooks: one row per notebook: its title, a Colab badge, what you learn (its first learning
+  goal), the minutes its committed ``cpu`` outputs took (the provenance stamp) and its verdicts,
+  counted from the claims table it computed (the last table output with a ``claim`` and a
+  ``verdict`` column).
+
+Each table sits in README.md between its two markers; ``tests/test_readme.py`` fails when one is out
+of date.
+
+Usage: .venv/bin/python scripts/readme_tables.py [--check]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections import Counter
+from html.parser import HTMLParser
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MARKERS = {
+    name: (f"<!-- {name}-table:start (scripts/readme_tables.py) -->", f"<!-- {name}-table:end -->")
+    for name in ("finding", "notebook")
+}
+FINDING_TASKS = {"fmnist-swin": "vision stand-in (fmnist-swin)", "wordnet-minilm": "text stand-in (wordnet-minilm)"}
+FINDING_EPSILON, FINDING_BASELINES = 3.0, ("dp-lora", "ffa-lora", "rolora")
+PAPER_CELL = ("Swin-T", "CIFAR-100")
+BADGE = "[![Colab](https://colab.research.google.com/assets/colab-badge.svg)]({})"
+
+
+class _Tables(HTMLParser):
+    """The rows of every ``<table>`` in an HTML fragment, as lists of cell texts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: list[list[list[str]]] = []
+        self._cell: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self._cell = ""
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._cell is not None:
+            self.tables[-1][-1].append(" ".join(self._cell.split()))
+            self._cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell += data
+
+
+def claims(nb: dict) -> list[dict[str, str]]:
+    """The rows of the notebook's claims table (the last output table with ``claim`` and ``verdict`` columns)."""
+    found: list[dict[str, str]] = []
+    for cell in nb["cells"]:
+        for out in cell.get("outputs", []):
+            parser = _Tables()
+            parser.feed("".join(out.get("data", {}).get("text/html", [])))
+            for rows in parser.tables:
+                header = rows[0] if rows else []
+                if "claim" in header and "verdict" in header:
+                    found = [dict(zip(header, r)) for r in rows[1:] if len(r) == len(header)]
+    return found
+
+
+def verdicts(rows: list[dict[str, str]]) -> str:
+    """``3 unresolved, 1 holds here`` (most frequent first)."""
+    counts = Counter(r["verdict"] for r in rows)
+    return ", ".join(f"{n} {v}" for v, n in counts.most_common()) or "no claims table"
+
+
+def row(path: Path, repository: str) -> str:
+    nb = json.loads(path.read_text())
+    text = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown"]
+    title = next(line[2:] for t in text for line in t.splitlines() if line.startswith("# "))
+    stamp = re.search(r"executed \S+ on .*? in (\d+) s", text[0])
+    minutes = f"{int(stamp[1]) / 60:.1f}" if stamp else "?"
+    goals = next((t.split("**Learning goals.**", 1)[1] for t in text if "**Learning goals.**" in t), "")
+    first = re.search(r"1\.\s+(.+?)(?:\n\d\.|\n\n|$)", goals, re.S)
+    learn = " ".join(first[1].split()) if first else ""
+    learn = learn.split(": ", 1)[0] if len(learn) > 140 else learn
+    number, _, name = title.partition(" · ")
+    url = f"https://colab.research.google.com/github/{repository.removeprefix('https://github.com/')}/blob/main/notebooks/{path.name}"
+    return (
+        f"| [{number}](notebooks/{path.name}) {name} | {BADGE.format(url)} | {learn.replace('|', '/')} | {minutes} | "
+        f"{verdicts(claims(nb))} |"
+    )
+
+
+def finding_table(root: Path = ROOT) -> str:
+    """LA-LoRA minus each baseline at epsilon = 3: the paper's difference, then each stand-in's paired interval."""
+    import pandas as pd
+
+    paper = pd.read_csv(root / "results" / "paper" / "reported.csv")
+    cell = paper[
+        (paper["model"] == PAPER_CELL[0]) & (paper["dataset"] == PAPER_CELL[1]) & (paper["metric"] == "accuracy")
+    ]
+    cell = cell[cell["epsilon"] == FINDING_EPSILON].drop_duplicates("method").set_index("method")["value"]
+    header = "| LA-LoRA minus, at eps = 3 | " + " | ".join(FINDING_BASELINES) + " |"
+    lines = [header, "|---" * (len(FINDING_BASELINES) + 1) + "|"]
+    lines.append(
+        f"| the paper ({PAPER_CELL[0]} / {PAPER_CELL[1]}) | "
+        + " | ".join(f"{cell['lalora'] - cell[b]:+.1f}" for b in FINDING_BASELINES)
+        + " |"
+    )
+    for task, label in FINDING_TASKS.items():
+        paired = pd.read_csv(root / "results" / task / "cpu" / "paired.csv")
+        paired = paired[paired["epsilon"] == FINDING_EPSILON].set_index("baseline")
+        cells = [
+            f"{100 * paired.loc[b, 'difference']:+.1f} [{100 * paired.loc[b, 'ci_low']:+.1f}, "
+            f"{100 * paired.loc[b, 'ci_high']:+.1f}]"
+            for b in FINDING_BASELINES
+        ]
+        lines.append(f"| {label}, {int(paired['seeds'].min())} seeds | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def notebook_table(root: Path = ROOT) -> str:
+    import tomllib
+
+    repository = tomllib.loads((root / "pyproject.toml").read_text())["project"]["urls"]["Repository"]
+    lines = ["| notebook | Colab | what you learn | cpu min | verdicts of its claims table |", "|---|---|---|---|---|"]
+    lines += [row(p, repository) for p in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))]
+    return "\n".join(lines)
+
+
+def with_table(readme: str, name: str, generated: str) -> str:
+    """``readme`` with the text between the markers of table ``name`` replaced by ``generated``."""
+    start, end = MARKERS[name]
+    if start not in readme or end not in readme:
+        raise ValueError(f"README.md has no {name} table markers ({start} ... {end})")
+    head, rest = readme.split(start, 1)
+    return f"{head}{start}\n{generated}\n{end}{rest.split(end, 1)[1]}"
+
+
+def generated_readme(root: Path = ROOT) -> str:
+    """README.md as it should read: both tables generated afresh."""
+    readme = (root / "README.md").read_text()
+    readme = with_table(readme, "finding", finding_table(root))
+    return with_table(readme, "notebook", notebook_table(root))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if README.md's table is stale")
+    args = parser.parse_args()
+    readme = ROOT / "README.md"
+    wanted = generated_readme()
+    if args.check:
+        if wanted != readme.read_text():
+            print("README.md's generated tables are out of date: run scripts/readme_tables.py", file=sys.stderr)
+            return 1
+        return 0
+    readme.write_text(wanted)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
