@@ -16,7 +16,11 @@ ffa-lora           B  (A frozen at its random init) B                   no
 rolora             B if t even else A  (per round)  the trained factor  no
 lalora             B if k even else A  (per step)   A, B                yes
 lalora-nofilter    B if k even else A  (per step)   A, B                no
+dp-head            nothing (LoRA stays at init)     the head only       no
 =================  ===============================  ==================  ======
+
+``dp-head`` is the control that asks whether LoRA helps at all under DP: the same DP step, noise,
+accountant and ledger, on the classification head alone.
 
 B goes first in both alternating schedules: B starts at zero, so an A-step taken
 while B = 0 would have a zero gradient (``grad_A = s B^T G``).
@@ -35,6 +39,10 @@ ONLY_B: Factors = frozenset({"B"})
 
 def every_step_both(t: int, k: int) -> Factors:
     return BOTH
+
+
+def head_only(t: int, k: int) -> Factors:
+    return frozenset()
 
 
 def only_b(t: int, k: int) -> Factors:
@@ -89,6 +97,7 @@ METHODS: dict[str, Method] = {
         ),
         Method("lalora", alternate_per_step, smooth=True, description="one factor per step, B first, + filter"),
         Method("lalora-nofilter", alternate_per_step, description="LA-LoRA without the filter (ablation)"),
+        Method("dp-head", head_only, upload_trained_only=True, description="DP-SGD on the head only (control)"),
     )
 }
 

@@ -198,11 +198,19 @@ def local_update(
 
 
 def pretrain(
-    model: nn.Module, data: Dataset, steps: int, batch_size: int = 64, lr: float = 2e-3, seed: int = 0
+    model: nn.Module,
+    data: Dataset,
+    steps: int,
+    batch_size: int = 64,
+    lr: float = 2e-3,
+    seed: int = 0,
+    precision: str = "fp32",
 ) -> float:
     """Non-private full training with AdamW (the "public pretraining" of a stand-in backbone).
 
-    Returns the last batch's loss. Trains every parameter; call before :func:`inject_lora`.
+    Returns the last batch's loss. Trains every parameter; call before :func:`inject_lora`. The forward
+    pass runs in ``precision`` (``bf16``/``fp16`` autocast on a GPU; the weights stay float32, and fp16
+    scales the loss with a ``GradScaler``).
     """
     model.train()
     device = next(model.parameters()).device
@@ -211,13 +219,15 @@ def pretrain(
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     n = dataset_size(data)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     loss = torch.tensor(float("nan"))
     for _ in range(steps):
         batch = to_device(subset(data, torch.randint(0, n, (batch_size,), generator=generator)), device)
-        loss = summed_loss(model, batch) / batch_size
+        loss = summed_loss(model, batch, precision) / batch_size
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
     return loss.item()
 
 

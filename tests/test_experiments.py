@@ -7,7 +7,6 @@ import math
 import pandas as pd
 import pytest
 
-from lalora_lite.methods import METHODS
 from lalora_lite.study import runs as run_module
 from lalora_lite.study.comparison import compare
 from lalora_lite.study.plotting import draw_folder, redraw
@@ -16,6 +15,7 @@ from lalora_lite.study.stats import paired_differences, run_table, summary, tuni
 from lalora_lite.study.stored import chosen_setting
 from lalora_lite.study.tables import paired_markdown, summary_markdown, tuning_gap_markdown
 from lalora_lite.tasks import get_profile
+from lalora_lite.tasks.profiles import ALL_METHODS as METHODS  # what a comparison runs by default
 
 
 @pytest.mark.parametrize("task", ["fmnist-swin", "wordnet-minilm"])

@@ -171,7 +171,7 @@ def test_shipped_backbone_is_what_pretraining_rebuilds():
     from lalora_lite.tasks.fmnist import (
         PUBLIC_CLASSES,
         SHIPPED_WEIGHTS,
-        _fmnist_classes,
+        fmnist_classes,
         pretrain_fmnist_swin,
         pretrained_fmnist_swin,
     )
@@ -189,7 +189,7 @@ def test_shipped_backbone_is_what_pretraining_rebuilds():
         torch.set_num_threads(threads)
     assert all(torch.equal(first[k], again[k]) for k in first)  # deterministic on one machine
     assert set(rebuilt.model.state_dict()) == set(shipped)
-    public_test = _fmnist_classes("test", PUBLIC_CLASSES)
+    public_test = fmnist_classes("test", PUBLIC_CLASSES)
     shipped_acc, _ = evaluate(loaded.model, public_test)
     rebuilt_acc, _ = evaluate(rebuilt.model, public_test)
     assert shipped_acc > 0.8, shipped_acc  # a backbone worth transferring
@@ -247,3 +247,30 @@ def test_cached_backbone_appears_only_when_written_in_full(tmp_path, monkeypatch
     monkeypatch.setattr(tasks.torch, "save", save)
     loaded = tasks.pretrained_fmnist_swin(7)  # read back from the cache
     assert all(torch.equal(v, loaded.model.state_dict()[k]) for k, v in built.model.state_dict().items())
+
+
+def test_the_wide_stand_in_has_swin_b_widths_and_takes_a_private_step_on_a_cpu(tmp_path, monkeypatch):
+    """fmnist-swin-wide: widths 192/384/768 at its default size; at a tiny size (the tests' architecture) it
+    builds on a CPU, pretrains, caches its backbone, and a DP federated round moves LoRA and spends epsilon."""
+    from lalora_lite.federated import FederatedConfig, run_federated
+    from lalora_lite.tasks import build_task, get_profile
+    from lalora_lite.tasks.fmnist_wide import WIDE, wide_backbone
+    from lalora_lite.training import LocalConfig
+
+    net = wide_backbone(WIDE).model.net
+    assert [layer.blocks[0].attn.qkv.in_features for layer in net.layers] == [192, 384, 768]
+    assert 30e6 < sum(p.numel() for p in net.parameters()) < 40e6
+    gpu = get_profile("fmnist-swin-wide", "gpu")
+    assert (gpu.rank, gpu.lora_alpha, gpu.local_steps, gpu.precision) == (16, 16, 20, "fp16")
+
+    monkeypatch.setenv("LALORA_CACHE", str(tmp_path))
+    tiny = {"patch_size": 4, "embed_dim": 16, "depths": [1, 1], "num_heads": [1, 2]}
+    task = build_task("fmnist-swin-wide", "smoke", seed=0, arch=tiny, pretrain_device="cpu")
+    assert [p.name.startswith("fmnist-swin-wide-") for p in tmp_path.iterdir()] == [True]  # the cached backbone
+    before = {n: p.detach().clone() for n, p in task.backbone.model.named_parameters() if n.endswith("lora_B")}
+    local = LocalConfig(local_steps=1, batch_size=8, lr=0.5, clip_norm=1.0)
+    cfg = FederatedConfig("lalora", rounds=1, clients_per_round=1, epsilon=3.0, local=local)
+    history = run_federated(task.backbone, task.clients, task.val, cfg, progress=False)
+    after = dict(task.backbone.model.named_parameters())
+    assert history["epsilon_spent"].iloc[-1] > 0
+    assert any(not torch.equal(before[n], after[n]) for n in before)

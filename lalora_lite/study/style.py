@@ -18,6 +18,7 @@ METHOD_STYLE: dict[str, dict[str, str]] = {
     "rolora": {"color": "#009E73", "ls": "-"},  # green
     "lalora": {"color": "#D55E00", "ls": "-"},  # vermilion
     "lalora-nofilter": {"color": "#D55E00", "ls": ":"},
+    "dp-head": {"color": "#56B4E9", "ls": "-"},  # sky blue: the head-only control
 }
 assert set(METHOD_STYLE) == set(METHODS), "every method needs a style"
 

@@ -32,7 +32,7 @@ def _fmnist_backbone(seed: int) -> Backbone:
 SHIPPED_WEIGHTS = Path(__file__).resolve().parent / "weights"  # built by pretrain_fmnist_swin, shipped with the package
 
 
-def _fmnist_classes(split: str, classes: range) -> Dataset:
+def fmnist_classes(split: str, classes: range) -> Dataset:
     """The ``split`` images of Fashion-MNIST ``classes`` as ``uint8 (N, 1, 28, 28)``, labels from 0."""
     images, labels = load_fashion_mnist(split)
     keep = (labels >= classes.start) & (labels < classes.stop)
@@ -51,7 +51,7 @@ def pretrain_fmnist_swin(steps: int) -> Backbone:
     Deterministic for a given torch build and thread count; the 1,500-step result ships with the
     package (``lalora_lite/tasks/weights``) so that a fresh Colab runtime does not spend minutes on it."""
     backbone = _fmnist_backbone(seed=0)
-    pretrain(backbone.model, _fmnist_classes("train", PUBLIC_CLASSES), steps, batch_size=64, lr=2e-3, seed=0)
+    pretrain(backbone.model, fmnist_classes("train", PUBLIC_CLASSES), steps, batch_size=64, lr=2e-3, seed=0)
     return backbone
 
 
@@ -75,8 +75,8 @@ def pretrained_fmnist_swin(steps: int) -> Backbone:
 
 def build_fmnist_swin(spec: TaskSpec, profile: Profile, seed: int) -> Task:
     backbone = adapt(pretrained_fmnist_swin(profile.pretrain_steps), profile, len(PRIVATE_CLASSES), seed)
-    clients, val = split_pool(_fmnist_classes("train", PRIVATE_CLASSES), profile, seed)
-    test = first_examples(_fmnist_classes("test", PRIVATE_CLASSES), profile.test_size, 0)  # the same for every seed
+    clients, val = split_pool(fmnist_classes("train", PRIVATE_CLASSES), profile, seed)
+    test = first_examples(fmnist_classes("test", PRIVATE_CLASSES), profile.test_size, 0)  # the same for every seed
     return Task(spec.name, spec.description, backbone, clients, val, test, FASHION_MNIST_CLASSES[FMNIST_PUBLIC:])
 
 
@@ -85,5 +85,5 @@ def build_fmnist_public(spec: TaskSpec, profile: Profile, seed: int) -> Task:
     which saw their train images), dealt to clients and a validation split like the private pool. A
     search on it reads no private example: the settings it chooses cost no privacy."""
     backbone = adapt(pretrained_fmnist_swin(profile.pretrain_steps), profile, len(PUBLIC_CLASSES), seed)
-    clients, val = split_pool(_fmnist_classes("test", PUBLIC_CLASSES), profile, seed)
+    clients, val = split_pool(fmnist_classes("test", PUBLIC_CLASSES), profile, seed)
     return Task(spec.name, spec.description, backbone, clients, val, val, FASHION_MNIST_CLASSES[:FMNIST_PUBLIC])

@@ -8,6 +8,11 @@ Offline stand-ins (profiles ``smoke`` and ``cpu``), labelled as such in every fi
   their 8 most frequent lexicographer categories.
 * ``digits-swin``: sklearn's digits, for the quick demo and the tests.
 
+A GPU stand-in that downloads nothing but Fashion-MNIST (profile ``gpu``):
+
+* ``fmnist-swin-wide``: the data of ``fmnist-swin`` on a Swin of Swin-B's widths, pretrained by the
+  project on the public classes (:mod:`.fmnist_wide`).
+
 Paper tasks (profile ``paper``, GPU + internet): Swin-T/B on CIFAR-100 or
 Tiny-ImageNet at 224 px, RoBERTa-base on GLUE.
 """
@@ -18,6 +23,7 @@ import dataclasses
 
 from .common import Task, TaskSpec
 from .fmnist import build_fmnist_public, build_fmnist_swin
+from .fmnist_wide import build_fmnist_swin_wide
 from .hub import build_glue, build_hub_images
 from .profiles import (
     COLAB_TEXT,
@@ -26,6 +32,8 @@ from .profiles import (
     FMNIST_CPU_PUBLIC,
     FMNIST_SMOKE,
     FMNIST_SMOKE_PUBLIC,
+    FMNIST_WIDE_GPU,
+    FMNIST_WIDE_SMOKE,
     PAPER_TEXT,
     PAPER_VISION,
     WORDNET_CPU,
@@ -81,6 +89,12 @@ TASKS: dict[str, TaskSpec] = {
                 "cpu": FMNIST_CPU,
             },
             public_tuning="fmnist-swin-public",
+        ),
+        TaskSpec(
+            "fmnist-swin-wide",
+            "Fashion-MNIST 5-9, Swin of Swin-B's widths (192/384/768) pretrained on 0-4 (GPU stand-in for Swin-B)",
+            build_fmnist_swin_wide,
+            {"smoke": FMNIST_WIDE_SMOKE, "gpu": FMNIST_WIDE_GPU},
         ),
         TaskSpec(
             "fmnist-swin-public",
