@@ -95,7 +95,12 @@ def noisy_gradient(
     """
     summed = clip_and_sum(per_example, clip_norm)
     noise = gaussian_noise(summed, noise_multiplier * clip_norm, generator)
-    return {n: (s + noise[n]) / expected_batch_size for n, s in summed.items()}
+    names = list(summed)
+    # (sum + noise) / b_expected for all tensors at once: two fused kernels on a GPU instead of two per tensor
+    # (the step is host-bound there), the same bits as the per-tensor expression
+    released = torch._foreach_add([summed[n] for n in names], [noise[n] for n in names])
+    torch._foreach_div_(released, expected_batch_size)
+    return dict(zip(names, released))
 
 
 def poisson_batch(num_examples: int, sample_rate: float, generator: RandomSource) -> torch.Tensor:

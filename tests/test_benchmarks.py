@@ -4,6 +4,7 @@ These check correctness and that the scripts run, not speed (timings live in ben
 """
 
 import json
+import os
 import subprocess
 import sys
 from functools import partial
@@ -174,3 +175,24 @@ def test_search_splits_scores_each_setting_on_each_seeds_validation_split(tmp_pa
         main(["--profile", "smoke", "--method", "lalora", "--runs", str(tmp_path / "none")])
     assert "--epsilon is required" in capsys.readouterr().err
     assert not (tmp_path / "none").exists()
+
+
+def test_gpu_session_runs_its_parts_on_the_cpu_at_tiny_sizes_and_names_the_gpu_commands(tmp_path):
+    """The prepared GPU script, checked before GPU time is spent: its wide-stand-in part runs end to end on the
+    CPU at the tiny size and writes its JSON; the GPU command lines are the ones the issue asks for."""
+    session = load_benchmark("gpu_session")
+    gpu = {p: " ".join(session.commands(p, False, 4, tmp_path / "runs", tmp_path)) for p in session.PARTS}
+    assert "--size paper --batches 16 32 64" in gpu["dp_step"] and "--device cuda" in gpu["dp_step"]
+    assert "--check" in gpu["dp_step"] and "--variants non-private AB dp AB" in gpu["dp_step"]
+    assert "--task fmnist-swin-wide --profile gpu --device cuda --workers 4" in gpu["wide"]
+    assert "--task fmnist-swin --profile cpu --device cuda --workers 4" in gpu["stand_in"]
+    assert sum(session.LIMITS.values()) <= 8 * 60
+    out = tmp_path / "session.json"
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "gpu_session.py"), "--tiny", "--parts", "wide", "--workers", "1",
+         "--runs", str(tmp_path / "runs"), "--out", str(out)],
+        capture_output=True, text=True, cwd=ROOT, env={**os.environ, "LALORA_CACHE": str(tmp_path)},
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    report = json.loads(out.read_text())
+    assert report["device"] == "cpu (tiny)" and report["parts"]["wide"]["status"] == "ok"

@@ -60,3 +60,16 @@ def test_poisson_sampling_rate():
     mean = sum(sizes) / len(sizes)
     assert 49.0 < mean < 51.0  # expected 50, std of the mean about 0.34
     assert len(set(sizes)) > 5  # the batch size really varies
+
+
+def test_the_fused_release_has_the_bits_of_the_per_tensor_formula():
+    """noisy_gradient adds the noise and divides with foreach kernels; every tensor must equal
+    ``(clipped sum + noise) / b_expected`` computed tensor by tensor, bit for bit."""
+    from lalora_lite.privacy import clip_and_sum, gaussian_noise, noisy_gradient
+
+    per_example = {f"t{i}": torch.randn(5, 3, i + 2, generator=torch.Generator().manual_seed(i)) for i in range(4)}
+    released = noisy_gradient(per_example, 0.7, 1.3, 4.5, torch.Generator().manual_seed(9))
+    summed = clip_and_sum(per_example, 0.7)
+    noise = gaussian_noise(summed, 1.3 * 0.7, torch.Generator().manual_seed(9))
+    assert list(released) == list(per_example)
+    assert all(torch.equal(released[n], (summed[n] + noise[n]) / 4.5) for n in summed)

@@ -264,8 +264,7 @@ def test_the_wide_stand_in_has_swin_b_widths_and_takes_a_private_step_on_a_cpu(t
     assert (gpu.rank, gpu.lora_alpha, gpu.local_steps, gpu.precision) == (16, 16, 20, "fp16")
 
     monkeypatch.setenv("LALORA_CACHE", str(tmp_path))
-    tiny = {"patch_size": 4, "embed_dim": 16, "depths": [1, 1], "num_heads": [1, 2]}
-    task = build_task("fmnist-swin-wide", "smoke", seed=0, arch=tiny, pretrain_device="cpu")
+    task = build_task("fmnist-swin-wide", "smoke", seed=0, pretrain_device="cpu")  # the tiny Swin
     assert [p.name.startswith("fmnist-swin-wide-") for p in tmp_path.iterdir()] == [True]  # the cached backbone
     before = {n: p.detach().clone() for n, p in task.backbone.model.named_parameters() if n.endswith("lora_B")}
     local = LocalConfig(local_steps=1, batch_size=8, lr=0.5, clip_norm=1.0)

@@ -6,8 +6,9 @@ data and the split of ``fmnist-swin`` (public Fashion-MNIST classes 0-4 for pret
 for fine-tuning) on a timm Swin of widths 192/384/768 and depths (2, 2, 4) at patch 2 (:data:`WIDE`,
 34.3M parameters), pretrained by the project, non-privately, on the public classes: on a GPU with a
 half-precision forward pass in a few minutes, and cached (nothing is downloaded but Fashion-MNIST). The
-``gpu`` profile fine-tunes it at the paper's LoRA shape (r = 16, alpha = 16, 20 local steps). A task
-source ``arch`` (and ``pretrain_device``) replaces the architecture, as the tests do with a tiny one.
+``gpu`` profile fine-tunes it at the paper's LoRA shape (r = 16, alpha = 16, 20 local steps); the
+``smoke`` profile runs the same code on a tiny Swin (:data:`ARCHS`, the profile's ``swin_arch``) in
+seconds on a CPU. A task source ``pretrain_device`` says where to pretrain (default: a GPU if there is one).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from .loaders import FASHION_MNIST_CLASSES
 from .profiles import Profile
 
 WIDE = {"patch_size": 2, "embed_dim": 192, "depths": (2, 2, 4), "num_heads": (6, 12, 24)}
+ARCHS = {"wide": WIDE, "tiny": {"patch_size": 4, "embed_dim": 16, "depths": (1, 1), "num_heads": (1, 2)}}
 PRETRAIN = {"batch_size": 128, "lr": 1e-3, "seed": 0}  # AdamW on the public classes, as the small stand-in
 
 
@@ -53,7 +55,9 @@ def pretrained_wide(steps: int, arch: dict, device: str, precision: str) -> Back
 
 
 def build_fmnist_swin_wide(spec: TaskSpec, profile: Profile, seed: int) -> Task:
-    arch = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.source.get("arch", WIDE).items()}
+    if profile.swin_arch not in ARCHS:
+        raise ValueError(f"swin_arch {profile.swin_arch!r} is not one of {', '.join(ARCHS)}")
+    arch = ARCHS[profile.swin_arch]
     device = spec.source.get("pretrain_device") or ("cuda" if torch.cuda.is_available() else "cpu")
     backbone = pretrained_wide(profile.pretrain_steps, arch, device, profile.precision if device != "cpu" else "fp32")
     backbone = adapt(backbone, profile, len(PRIVATE_CLASSES), seed)

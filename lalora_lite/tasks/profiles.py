@@ -69,6 +69,7 @@ class Profile:
     frozen_layers: int = 0  # text: bottom layers without LoRA, computed once per example (lalora_lite.tasks.prefix)
     delta: float = 1e-5
     precision: str = "fp32"  # the forward pass: fp32, bf16 or fp16 (lalora_lite.precision)
+    swin_arch: str = ""  # the wide vision stand-in: its Swin's size (lalora_lite.tasks.fmnist_wide.ARCHS)
 
 
 def default_settings() -> dict[str, object]:
@@ -146,6 +147,7 @@ FMNIST_WIDE_SMOKE = Profile(
     lora_alpha=16,
     pretrain_steps=5,
     methods=WIDE_METHODS,
+    swin_arch="tiny",  # seconds on a CPU; the gpu profile's Swin would take minutes per step there
     **_VISION,
     **_SMOKE,
 )
@@ -170,6 +172,7 @@ FMNIST_WIDE_GPU = Profile(
     lr_schedule="cosine",
     eval_every=5,
     precision="fp16",
+    swin_arch="wide",
     **_VISION,
 )
 FMNIST_CPU_PUBLIC = replace(FMNIST_CPU, train_size=4_000, min_client_size=50, test_size=None)
