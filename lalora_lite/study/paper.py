@@ -40,6 +40,7 @@ PAPER_CELL = {
     "mnli-roberta": ("RoBERTa-base", "MNLI", False),
     "qqp-roberta": ("RoBERTa-base", "QQP", False),
     "fmnist-swin": ("Swin-T", "CIFAR-100", True),
+    "fmnist-swin-wide": ("Swin-B", "CIFAR-100", True),
     "wordnet-minilm": ("RoBERTa-base", "QNLI", True),
 }
 
