@@ -169,25 +169,10 @@ def cmd_audit(args: argparse.Namespace) -> None:
 
     profile = current_profile(args.profile)
     tables = run_audit(profile, Path(args.results), Path(args.figures), args.seed)
+    bounds = ["mechanism", "claimed_epsilon", "epsilon_lb_cp", "epsilon_lb_gdp", "mu_estimate", "claimed_mu", "trials"]
     columns = {
-        "step_audit": [
-            "mechanism",
-            "claimed_epsilon",
-            "epsilon_lb_cp",
-            "epsilon_lb_gdp",
-            "mu_estimate",
-            "claimed_mu",
-            "trials",
-        ],
-        "local_update_audit": [
-            "mechanism",
-            "claimed_epsilon",
-            "epsilon_lb_cp",
-            "epsilon_lb_gdp",
-            "mu_estimate",
-            "claimed_mu",
-            "trials",
-        ],
+        "step_audit": bounds,
+        "local_update_audit": bounds,
         "one_run_audit": ["mechanism", "claimed_epsilon", "canaries", "guesses", "correct", "epsilon_lb"],
     }
     for name, table in tables.items():

@@ -42,7 +42,6 @@ from .stored import settings_drift
 QUICK_METHODS = ("fedlora", "dp-lora", "ffa-lora", "rolora", "lalora")
 QUICK_EPSILONS = (3.0,)
 QUICK_SEEDS = (0, 1, 2)
-KEYS = ("method", "epsilon_target", "seed", "round")
 CHECKED = ("accuracy", "loss", "train_loss", "epsilon_spent", "clients", "local_steps", "upload_bytes")
 
 
@@ -136,9 +135,10 @@ def quick_specs(
 
 def committed_run(history: pd.DataFrame, spec: RunSpec) -> pd.DataFrame:
     """The committed per-round history of the run ``spec`` repeats (empty if the comparison did not make it)."""
-    eps = math.inf if spec.epsilon is None else spec.epsilon
     rows = history[
-        (history["method"] == spec.method) & (history["epsilon_target"] == eps) & (history["seed"] == spec.seed)
+        (history["method"] == spec.method)
+        & (history["epsilon_target"] == spec.epsilon_target)
+        & (history["seed"] == spec.seed)
     ]
     same_setting = (rows["lr"] == spec.lr) & (rows["clip_norm"] == spec.clip_norm)
     return rows[same_setting].sort_values("round").reset_index(drop=True)
@@ -155,7 +155,8 @@ def differing_columns(rerun: pd.DataFrame, committed: pd.DataFrame) -> tuple[str
 
 def eta_line(history: pd.DataFrame, specs: Sequence[RunSpec], workers: int) -> str:
     """What the re-runs will take, from the committed runs' own measured wall times (``run_wall_s``)."""
-    times = [committed_run(history, s)["run_wall_s"].iloc[0] for s in specs if not committed_run(history, s).empty]
+    runs = [committed_run(history, s) for s in specs]
+    times = [run["run_wall_s"].iloc[0] for run in runs if not run.empty]
     if not times:
         return f"{len(specs)} runs; no measured time to estimate from"
     per_run, total = statistics.median(times), sum(times)
@@ -203,8 +204,8 @@ def quick(
     reruns = []
     for s, h in zip(specs, histories):
         committed = committed_run(history, s)
-        eps = math.inf if s.epsilon is None else s.epsilon
-        finals = committed_runs[(committed_runs["method"] == s.method) & (committed_runs["epsilon_target"] == eps)]
+        same_budget = committed_runs["epsilon_target"] == s.epsilon_target
+        finals = committed_runs[(committed_runs["method"] == s.method) & same_budget]
         final = committed["accuracy"].dropna()
         reruns.append(
             Rerun(
@@ -222,7 +223,7 @@ def quick(
     tables.mkdir(parents=True, exist_ok=True)
     pd.concat(histories, ignore_index=True).to_csv(tables / "history.csv", index=False)
     keep = chosen.apply(
-        lambda r: any(s.method == r["method"] and (s.epsilon or math.inf) == r["epsilon"] for s in specs), axis=1
+        lambda r: any(s.method == r["method"] and s.epsilon_target == r["epsilon"] for s in specs), axis=1
     )
     chosen[keep].to_csv(tables / "chosen.csv", index=False)
     quick_meta = {k: v for k, v in meta.items() if k not in ("wall_s_this_invocation", "search_wall_s_this_invocation")}

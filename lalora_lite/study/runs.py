@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import os
 import platform
 import time
@@ -53,6 +54,11 @@ class RunSpec:
     clip_norm: float
     rounds: int
     split: str  # "val" (search) or "test" (final)
+
+    @property
+    def epsilon_target(self) -> float:
+        """The budget as the histories store it: ``inf`` for the non-private method."""
+        return math.inf if self.epsilon is None else self.epsilon
 
     @property
     def run_id(self) -> str:
