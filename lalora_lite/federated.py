@@ -34,9 +34,9 @@ from .lora import factor_of, load_lora_state, lora_layers, lora_state, trainable
 from .methods import get_method
 from .models import Backbone
 from .precision import PRECISIONS
-from .privacy import SecureRandom
+from .privacy import Release, SecureRandom, noisy_gradient
 from .sampling import client_schedule
-from .smoothing import MIN_FEATURES
+from .smoothing import min_features
 from .training import OPTIMIZERS, DPNoise, LocalConfig, evaluate, local_update
 
 STEP_COUNTS = ("every-round", "expected")
@@ -84,7 +84,10 @@ def validate(cfg: FederatedConfig, num_clients: int) -> None:
         (local.local_steps >= 1, f"local_steps must be >= 1, got {local.local_steps}"),
         (local.batch_size >= 1, f"batch_size must be >= 1, got {local.batch_size}"),
         (local.lr > 0, f"lr must be > 0, got {local.lr}"),
-        (local.lr_b_multiplier > 0, f"lr_b_multiplier must be > 0, got {local.lr_b_multiplier}"),
+        (
+            local.filter_taps >= 3 and local.filter_taps % 2 == 1,
+            f"filter_taps must be odd and >= 3, got {local.filter_taps}",
+        ),
         (local.clip_norm > 0, f"clip_norm must be > 0, got {local.clip_norm}"),
         (local.optimizer in OPTIMIZERS, f"unknown optimizer {local.optimizer!r}; allowed: {', '.join(OPTIMIZERS)}"),
         (local.sampling in ("poisson", "shuffle"), f"unknown sampling {local.sampling!r}; allowed: poisson, shuffle"),
@@ -204,6 +207,7 @@ def train_client(
     round_index: int,
     client: int,
     ledger: PrivacyLedger | None,
+    release: Release = noisy_gradient,
 ) -> ClientResult:
     """One client's round, identical in the simulator and in a Flower ClientApp.
 
@@ -211,7 +215,7 @@ def train_client(
     afford (none once its budget is spent: it then uploads nothing), with dropout, batch
     sampling and noise seeded from ``(seed, round, client)`` (or OS entropy with
     ``secure_noise``), records them in the ledger and uploads the factors its method shares
-    plus the head.
+    plus the head. ``release``: the DP release (:func:`~lalora_lite.training.step_gradient`).
     """
     method = get_method(cfg.method)
     steps, dp = cfg.local.local_steps, None
@@ -226,7 +230,7 @@ def train_client(
     # batch sampling and DP noise: seeded (reproducible research runs) or from OS entropy
     generator = SecureRandom() if cfg.secure_noise else torch.Generator().manual_seed(int(noise_seed))
     local = dataclasses.replace(cfg.local, lr=round_lr(cfg, round_index))
-    loss = local_update(model, params, data, method, round_index, steps, local, dp, generator)
+    loss = local_update(model, params, data, method, round_index, steps, local, dp, generator, release=release)
     if ledger is not None:
         ledger.spend(steps)
     shared = method.uploads(round_index, cfg.local.local_steps)
@@ -343,10 +347,10 @@ class ServerState:
         Checkpoint(self.cfg.to_dict(), self.round, self.global_state, ledgers, self.history).save(path)
 
 
-def _check_smoothable(backbone: Backbone) -> None:
+def _check_smoothable(backbone: Backbone, taps: int) -> None:
     for name, layer in lora_layers(backbone.model).items():
-        if min(layer.in_features, layer.out_features) < MIN_FEATURES:
-            raise ValueError(f"the filter needs >= {MIN_FEATURES} features; layer {name} has fewer")
+        if min(layer.in_features, layer.out_features) < min_features(taps):
+            raise ValueError(f"a {taps}-tap filter needs >= {min_features(taps)} features; layer {name} has fewer")
 
 
 def run_federated(
@@ -358,12 +362,14 @@ def run_federated(
     progress: bool = True,
     on_round_end: Callable[[dict], None] | None = None,
     on_client_end: Callable[[int, int, dict[str, torch.Tensor], ClientResult], None] | None = None,
+    release: Release = noisy_gradient,
 ) -> pd.DataFrame:
     """Simulate federated LoRA fine-tuning; returns the per-round history (one row per round).
 
     ``backbone.model`` must already carry LoRA adapters (:func:`~lalora_lite.lora.inject_lora`).
     With ``checkpoint`` (a file path) the state is saved after every round, and a run
     whose checkpoint exists resumes from it (it must have been made with the same config).
+    ``release`` replaces the DP release (the explanation study's arms only: ``lalora_lite.study.arms``).
     """
     method = get_method(cfg.method)
     validate(cfg, len(clients))
@@ -371,7 +377,7 @@ def run_federated(
     if not lora_layers(model):
         raise ValueError("the model has no LoRA layers; call inject_lora first")
     if method.smooth:
-        _check_smoothable(backbone)
+        _check_smoothable(backbone, cfg.local.filter_taps)
     sizes = [dataset_size(c) for c in clients]
     params = trainable_parameters(model, head)
     path = Path(checkpoint) if checkpoint is not None else None
@@ -389,7 +395,7 @@ def run_federated(
         for c in round_clients(cfg, t, len(clients)):
             load_lora_state(model, server.global_state)
             ledger = server.ledgers[c] if server.ledgers is not None else None
-            results.append(train_client(model, params, head, clients[c], cfg, t, c, ledger))
+            results.append(train_client(model, params, head, clients[c], cfg, t, c, ledger, release))
             if on_client_end is not None:  # (round, client, global state the client started from, its result)
                 on_client_end(t, c, server.global_state, results[-1])
             weights.append(sizes[c] if cfg.weighted else 1.0)

@@ -17,10 +17,18 @@ rolora             B if t even else A  (per round)  the trained factor  no
 lalora             B if k even else A  (per step)   A, B                yes
 lalora-nofilter    B if k even else A  (per step)   A, B                no
 dp-head            nothing (LoRA stays at init)     the head only       no
+lalora-authors     B if k even else A  (per step)   A, B                extra
+lalora-nodp        B if k even else A  (no DP)      A, B                no
 =================  ===============================  ==================  ======
 
 ``dp-head`` is the control that asks whether LoRA helps at all under DP: the same DP step, noise,
 accountant and ledger, on the classification head alone.
+
+Two methods exist for the explanation study (``lalora explain``), not for the comparison:
+``lalora-authors`` is LA-LoRA as the authors' code trains it, with this project's correct DP noise:
+B at twice the learning rate, and the filter applied as an *extra* step after the plain SGD step
+(``p -= lr * filter(g)``) instead of replacing the gradient; ``lalora-nodp`` is the alternation alone,
+without DP and without the filter (what alternating costs when there is no noise).
 
 B goes first in both alternating schedules: B starts at zero, so an A-step taken
 while B = 0 would have a zero gradient (``grad_A = s B^T G``).
@@ -66,6 +74,8 @@ class Method:
     private: bool = True
     smooth: bool = False
     upload_trained_only: bool = False
+    lr_b_multiplier: float = 1.0  # B's learning rate over the others' (2 in the authors' LA-LoRA only)
+    filter_as_extra_step: bool = False  # the filter as a second step (authors' code), not in place of g
     description: str = ""
 
     def active(self, round_index: int, step: int) -> Factors:
@@ -98,6 +108,15 @@ METHODS: dict[str, Method] = {
         Method("lalora", alternate_per_step, smooth=True, description="one factor per step, B first, + filter"),
         Method("lalora-nofilter", alternate_per_step, description="LA-LoRA without the filter (ablation)"),
         Method("dp-head", head_only, upload_trained_only=True, description="DP-SGD on the head only (control)"),
+        Method(
+            "lalora-authors",
+            alternate_per_step,
+            smooth=True,
+            lr_b_multiplier=2.0,
+            filter_as_extra_step=True,
+            description="LA-LoRA as the authors' code trains it (B at 2x lr, filter as an extra step), correct DP",
+        ),
+        Method("lalora-nodp", alternate_per_step, private=False, description="LA-LoRA's alternation without DP"),
     )
 }
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -101,6 +102,11 @@ def noisy_gradient(
     released = torch._foreach_add([summed[n] for n in names], [noise[n] for n in names])
     torch._foreach_div_(released, expected_batch_size)
     return dict(zip(names, released))
+
+
+# What a DP step releases: (per_example, clip_norm, noise_multiplier, expected_batch_size, generator) -> gradient.
+# :func:`noisy_gradient` everywhere; the explanation study swaps in arms that are not private.
+Release = Callable[[dict[str, torch.Tensor], float, float, float, RandomSource | None], dict[str, torch.Tensor]]
 
 
 def poisson_batch(num_examples: int, sample_rate: float, generator: RandomSource) -> torch.Tensor:

@@ -7,9 +7,11 @@ At local step ``k`` of round ``t`` a client
 3. computes the gradient of the active parameters: the DP-SGD noisy gradient
    (per-example, clipped, noised) for private methods, the plain mean otherwise,
 4. smooths the factor gradients with the 5-tap filter if ``method.smooth``,
-5. takes an optimizer step.
+5. takes an optimizer step (B at ``method.lr_b_multiplier`` times the learning rate).
 
-LA-LoRA and DP-LoRA differ only in step 1 (their schedule) and the filter flag.
+LA-LoRA and DP-LoRA differ only in step 1 (their schedule) and the filter flag. The authors' variant
+(``lalora-authors``) differs from LA-LoRA only in B's learning rate and in taking the filtered gradient
+as a second step after the plain one (:func:`extra_filter_step`).
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ from .methods import Method
 from .models import forward_logits
 from .per_example import per_example_gradients
 from .precision import forward_precision, loss_scale, unscale_per_example
-from .privacy import RandomSource, noisy_gradient, poisson_batch, shuffled_batch
-from .smoothing import smooth_factor_gradient
+from .privacy import RandomSource, Release, noisy_gradient, poisson_batch, shuffled_batch
+from .smoothing import PAPER_TAPS, smooth_factor_gradient
 
 OPTIMIZERS = ("sgd", "adamw")
 
@@ -43,11 +45,11 @@ class LocalConfig:
     batch_size: int = 16  # expected batch size of the Poisson sample
     lr: float = 0.05
     optimizer: str = "sgd"
-    lr_b_multiplier: float = 1.0  # 1.0 keeps the comparison fair; the authors' code used 2.0 for LA-LoRA only
     weight_decay: float = 0.0
     clip_norm: float = 1.0
     sampling: str = "poisson"  # or "shuffle": fixed-size batches, only approximately private
     precision: str = "fp32"  # the forward pass: fp32, bf16 or fp16 (lalora_lite.precision; DP math stays fp32)
+    filter_taps: int = PAPER_TAPS  # the filter's width for methods that smooth (lalora_lite.smoothing)
 
 
 @dataclass(frozen=True)
@@ -69,11 +71,13 @@ class Canary(Protocol):
     def observe(self, noisy: dict[str, torch.Tensor]) -> None: ...
 
 
-def make_optimizer(params: dict[str, nn.Parameter], cfg: LocalConfig) -> torch.optim.Optimizer:
-    """SGD or AdamW with one parameter group per learning rate (B may get ``lr * lr_b_multiplier``)."""
+def make_optimizer(
+    params: dict[str, nn.Parameter], cfg: LocalConfig, lr_b_multiplier: float = 1.0
+) -> torch.optim.Optimizer:
+    """SGD or AdamW with one parameter group per learning rate (B gets ``lr * lr_b_multiplier``)."""
     b_params = [p for n, p in params.items() if factor_of(n) == "B"]
     other = [p for n, p in params.items() if factor_of(n) != "B"]
-    groups = [{"params": other, "lr": cfg.lr}, {"params": b_params, "lr": cfg.lr * cfg.lr_b_multiplier}]
+    groups = [{"params": other, "lr": cfg.lr}, {"params": b_params, "lr": cfg.lr * lr_b_multiplier}]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adamw":
@@ -98,6 +102,7 @@ def step_gradient(
     generator: RandomSource,
     canary: Canary | None = None,
     precision: str = "fp32",
+    release: Release = noisy_gradient,
 ) -> tuple[dict[str, torch.Tensor], float]:
     """Gradient of the active parameters on ``batch`` and the batch's mean loss.
 
@@ -105,7 +110,8 @@ def step_gradient(
     Without: the mean gradient (no gradient, hence no step, for an empty batch).
     ``canary`` (audits only, needs ``dp``): adds its example before clipping, observes the release.
     ``precision``: of the forward pass; gradients, clipping and noise are float32
-    (:mod:`lalora_lite.precision`).
+    (:mod:`lalora_lite.precision`). ``release``: the DP release, :func:`~lalora_lite.privacy.noisy_gradient`;
+    only the explanation study swaps it, for arms that are not private (``lalora_lite.study.arms``).
     """
     active = list(active)
     b = batch["labels"].shape[0]
@@ -137,15 +143,27 @@ def step_gradient(
             )
     if canary is not None:
         per_example = canary.add(per_example)
-    noisy = noisy_gradient(per_example, dp.clip_norm, dp.noise_multiplier, dp.expected_batch_size, generator)
+    noisy = release(per_example, dp.clip_norm, dp.noise_multiplier, dp.expected_batch_size, generator)
     if canary is not None:
         canary.observe(noisy)
     return noisy, losses[0].item() / b if losses else float("nan")
 
 
-def smooth_gradients(grads: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def smooth_gradients(grads: dict[str, torch.Tensor], taps: int = PAPER_TAPS) -> dict[str, torch.Tensor]:
     """Apply the low-pass filter to factor gradients; head gradients pass unchanged."""
-    return {n: (smooth_factor_gradient(g, kind) if (kind := factor_of(n)) else g) for n, g in grads.items()}
+    return {n: (smooth_factor_gradient(g, kind, taps) if (kind := factor_of(n)) else g) for n, g in grads.items()}
+
+
+@torch.no_grad()
+def extra_filter_step(
+    optimizer: torch.optim.Optimizer, params: dict[str, nn.Parameter], grads: dict[str, torch.Tensor], taps: int
+) -> None:
+    """The authors' filter: after the optimizer's step on ``g``, a second plain step ``p -= lr * filter(g)``
+    on each factor (at its group's learning rate, so B's is doubled too); the head takes no second step."""
+    lr_of = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+    for name, g in grads.items():
+        if (kind := factor_of(name)) is not None:
+            params[name].sub_(smooth_factor_gradient(g, kind, taps), alpha=lr_of[id(params[name])])
 
 
 def local_update(
@@ -160,11 +178,13 @@ def local_update(
     generator: RandomSource,
     on_step: Callable[[int], None] | None = None,
     canary: Canary | None = None,
+    release: Release = noisy_gradient,
 ) -> float:
     """Run ``steps`` local steps of ``method`` on one client's ``data``; returns the mean training loss.
 
     ``on_step(k)`` is called after the optimizer step ``k`` (for diagnostics); ``canary`` is the
-    privacy audit's hook into every DP step (:class:`lalora_lite.diagnostics.audit.CanaryInUpdate`).
+    privacy audit's hook into every DP step (:class:`lalora_lite.diagnostics.audit.CanaryInUpdate`);
+    ``release`` replaces the DP release (:func:`step_gradient`; the explanation study's arms only).
     """
     if method.private != (dp is not None):
         raise ValueError(f"method {method.name!r} is {'' if method.private else 'not '}private; dp={dp}")
@@ -173,7 +193,7 @@ def local_update(
     model.train()
     device = next(iter(params.values())).device
     n = dataset_size(data)
-    optimizer = make_optimizer(params, cfg)
+    optimizer = make_optimizer(params, cfg, method.lr_b_multiplier)
     sample_rate = min(1.0, cfg.batch_size / n)
     losses = []
     for k in range(steps):
@@ -183,13 +203,15 @@ def local_update(
         else:
             idx = shuffled_batch(n, cfg.batch_size, generator)
         batch = to_device(subset(data, idx), device)
-        grads, loss = step_gradient(model, params, active, batch, dp, generator, canary, cfg.precision)
-        if method.smooth:
-            grads = smooth_gradients(grads)
+        grads, loss = step_gradient(model, params, active, batch, dp, generator, canary, cfg.precision, release)
+        if method.smooth and not method.filter_as_extra_step:
+            grads = smooth_gradients(grads, cfg.filter_taps)
         optimizer.zero_grad(set_to_none=True)
         for name, g in grads.items():
             params[name].grad = g
         optimizer.step()
+        if method.smooth and method.filter_as_extra_step:
+            extra_filter_step(optimizer, params, grads, cfg.filter_taps)
         losses.append(loss)
         if on_step is not None:
             on_step(k)

@@ -31,3 +31,24 @@ def test_bad_input():
         smooth_rows(torch.zeros(2, 2))
     with pytest.raises(ValueError, match="factor"):
         smooth_factor_gradient(torch.zeros(3, 3), "C")
+
+
+def test_binomial_widths_are_the_discrete_gaussians_and_five_taps_is_the_paper_kernel():
+    from lalora_lite.smoothing import binomial_kernel, min_features, white_noise_gain
+
+    assert binomial_kernel() == (1.0, 4.0, 6.0, 4.0, 1.0)
+    assert binomial_kernel(3) == (1.0, 2.0, 1.0)
+    for taps in (3, 5, 9, 17):
+        k = torch.tensor(binomial_kernel(taps)) / sum(binomial_kernel(taps))
+        offsets = torch.arange(taps) - taps // 2
+        torch.testing.assert_close((k * offsets**2).sum(), torch.tensor((taps - 1) / 4))  # variance (taps-1)/4
+    assert abs(white_noise_gain(5) - (70**0.5) / 16) < 1e-12  # sqrt(1+16+36+16+1)/16 = 0.523
+    assert white_noise_gain(3) > white_noise_gain(5) > white_noise_gain(9) > white_noise_gain(17)
+    x = torch.randn(3, 40)
+    torch.testing.assert_close(smooth_rows(torch.full((2, 9), 3.0), taps=17), torch.full((2, 9), 3.0))
+    assert not torch.allclose(smooth_rows(x, taps=3), smooth_rows(x, taps=9))
+    assert min_features(17) == 9
+    with pytest.raises(ValueError, match="9 features"):
+        smooth_rows(torch.zeros(2, 8), taps=17)
+    with pytest.raises(ValueError, match="odd and >= 3"):
+        binomial_kernel(4)

@@ -35,6 +35,7 @@ from ..federated import FederatedConfig, run_federated, validate
 from ..tasks import Task, build_task, get_profile
 from ..tasks.profiles import Profile, default_settings
 from ..training import LocalConfig
+from .arms import DEFAULT, get_arm
 
 RUN_THREADS = 1  # torch threads per run: results are then the same for any number of workers
 T = TypeVar("T")
@@ -54,6 +55,7 @@ class RunSpec:
     clip_norm: float
     rounds: int
     split: str  # "val" (search) or "test" (final)
+    arm: str = DEFAULT  # the explanation study's arms (study.arms); the comparison runs the default only
 
     @property
     def epsilon_target(self) -> float:
@@ -63,7 +65,9 @@ class RunSpec:
     @property
     def run_id(self) -> str:
         eps = "nodp" if self.epsilon is None else f"eps{self.epsilon:g}"
-        return f"{self.split}_{self.method}_{eps}_seed{self.seed}_lr{self.lr:g}_clip{self.clip_norm:g}_r{self.rounds}"
+        arm = f"_{self.arm}" if self.arm != DEFAULT else ""
+        run = f"{self.split}_{self.method}{arm}_{eps}_seed{self.seed}_lr{self.lr:g}_clip{self.clip_norm:g}"
+        return f"{run}_r{self.rounds}"
 
 
 def federated_config(spec: RunSpec, profile: Profile) -> FederatedConfig:
@@ -74,6 +78,7 @@ def federated_config(spec: RunSpec, profile: Profile) -> FederatedConfig:
         optimizer=profile.optimizer,
         clip_norm=spec.clip_norm,
         precision=profile.precision,
+        filter_taps=get_arm(spec.arm).filter_taps,
     )
     return FederatedConfig(
         spec.method,
@@ -170,7 +175,10 @@ def execute(spec: RunSpec, runs_dir: Path, progress: bool = True, device: str = 
     backbone.model.to(target)
     evaluation = task.val if spec.split == "val" else task.test
     start = time.perf_counter()
-    history = run_federated(backbone, task.clients, evaluation, cfg, checkpoint=out / f"{stem}.pt", progress=progress)
+    release = get_arm(spec.arm).release
+    history = run_federated(
+        backbone, task.clients, evaluation, cfg, checkpoint=out / f"{stem}.pt", progress=progress, release=release
+    )
     history.insert(0, "task", spec.task)
     history.insert(1, "profile", spec.profile)
     history["lr"], history["clip_norm"], history["split"] = spec.lr, spec.clip_norm, spec.split

@@ -19,11 +19,13 @@ METHOD_STYLE: dict[str, dict[str, str]] = {
     "lalora": {"color": "#D55E00", "ls": "-"},  # vermilion
     "lalora-nofilter": {"color": "#D55E00", "ls": ":"},
     "dp-head": {"color": "#56B4E9", "ls": "-"},  # sky blue: the head-only control
+    "lalora-authors": {"color": "#CC79A7", "ls": "--"},  # reddish purple: LA-LoRA under the authors' protocol
+    "lalora-nodp": {"color": "#D55E00", "ls": "--"},  # LA-LoRA's alternation without DP (dashed: no DP)
 }
 assert set(METHOD_STYLE) == set(METHODS), "every method needs a style"
 
 CHANCE_STYLE = {"color": "grey", "ls": "-.", "lw": 1}
-OTHER_STYLE = {"color": "#CC79A7", "ls": "-."}  # a method registered by the user (e.g. in an exercise)
+OTHER_STYLE = {"color": "#999999", "ls": "-."}  # a method registered by the user (e.g. in an exercise)
 
 
 def color(method: str) -> str:

@@ -19,8 +19,10 @@ from ..methods import METHODS
 
 PROFILES = ("smoke", "cpu", "colab", "paper", "gpu")
 # The methods a comparison runs unless its profile says otherwise: the paper's and the two ablations.
-# The head-only control (dp-head) is run where a study asks for it (it is not one of the paper's methods).
-ALL_METHODS = tuple(m for m in METHODS if m != "dp-head")
+# The head-only control (dp-head) and the explanation study's two (lalora-authors, lalora-nodp) are run
+# where a study asks for them (they are not the paper's methods).
+STUDY_METHODS = ("dp-head", "lalora-authors", "lalora-nodp")
+ALL_METHODS = tuple(m for m in METHODS if m not in STUDY_METHODS)
 
 
 def current_profile(name: str | None = None, allowed: tuple[str, ...] = PROFILES) -> str:
