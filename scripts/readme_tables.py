@@ -109,22 +109,27 @@ def finding_table(root: Path = ROOT) -> str:
         (paper["model"] == PAPER_CELL[0]) & (paper["dataset"] == PAPER_CELL[1]) & (paper["metric"] == "accuracy")
     ]
     cell = cell[cell["epsilon"] == FINDING_EPSILON].drop_duplicates("method").set_index("method")["value"]
-    header = "| LA-LoRA minus, at eps = 3 | " + " | ".join(FINDING_BASELINES) + " |"
-    lines = [header, "|---" * (len(FINDING_BASELINES) + 1) + "|"]
+    header = "| LA-LoRA minus, at eps = 3 | " + " | ".join(FINDING_BASELINES) + " | resolved after Holm, all eps |"
+    lines = [header, "|---" * (len(FINDING_BASELINES) + 2) + "|"]
     lines.append(
         f"| the paper ({PAPER_CELL[0]} / {PAPER_CELL[1]}) | "
         + " | ".join(f"{cell['lalora'] - cell[b]:+.1f}" for b in FINDING_BASELINES)
-        + " |"
+        + " | |"
     )
     for task, label in FINDING_TASKS.items():
-        paired = pd.read_csv(root / "results" / task / "cpu" / "paired.csv")
-        paired = paired[paired["epsilon"] == FINDING_EPSILON].set_index("baseline")
+        every = pd.read_csv(root / "results" / task / "cpu" / "paired.csv")
+        resolved = every[every["resolved"]]
+        named = "; ".join(
+            f"{r.baseline} at eps = {r.epsilon:g}, Holm p = {r.p_holm:.3f}" for r in resolved.itertuples()
+        )
+        holm = f"{len(resolved)} of {len(every)}" + (f" ({named})" if named else "")
+        paired = every[every["epsilon"] == FINDING_EPSILON].set_index("baseline")
         cells = [
             f"{100 * paired.loc[b, 'difference']:+.1f} [{100 * paired.loc[b, 'ci_low']:+.1f}, "
             f"{100 * paired.loc[b, 'ci_high']:+.1f}]"
             for b in FINDING_BASELINES
         ]
-        lines.append(f"| {label}, {int(paired['seeds'].min())} seeds | " + " | ".join(cells) + " |")
+        lines.append(f"| {label}, {int(paired['seeds'].min())} seeds | " + " | ".join(cells) + f" | {holm} |")
     return "\n".join(lines)
 
 

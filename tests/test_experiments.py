@@ -171,8 +171,10 @@ def test_paired_markdown_gives_an_interval_from_two_seeds_and_none_from_one():
     )
     text = paired_markdown(paired_differences(runs))
     # eps 1: differences 0.1 and 0.2, mean 0.15, half-width 12.706 * 0.0707 / sqrt(2) = 0.635
-    assert "| 1 | dp-lora | +15.0 | [-48.5, +78.5] | 2 | no |" in text
-    assert "| 3 | dp-lora | +5.0 |  | 1 | no |  |" in text and "nan" not in text
+    # t = 0.15 / (0.0707 / sqrt(2)) = 3.0 on 1 df: p = 0.205 (Holm over the one row with a p-value: the same);
+    # the sign-flip test on two positive differences: 2 of 4 patterns are as extreme, p = 0.5
+    assert "| 1 | dp-lora | +15.0 | [-48.5, +78.5] | 2 | 0.2 | 0.2 | 0.5 | 2 / 0 | no |" in text
+    assert "| 3 | dp-lora | +5.0 |  | 1 |  |  | 1 | 1 / 0 | no |  |" in text and "nan" not in text
 
 
 def test_tuning_gap_pairs_by_seed_and_its_table_gives_points_with_the_interval():

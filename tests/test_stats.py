@@ -70,3 +70,47 @@ def test_run_table_and_summary_read_the_last_round_and_the_spread():
     assert (runs["upload_bytes"] == 300).all()
     table = summary(runs)
     assert table.iloc[0]["seeds"] == 2 and table.iloc[0]["mean"] == pytest.approx(0.7)
+
+
+def test_holm_matches_the_textbook_step_down_and_keeps_nans():
+    from lalora_lite.study.stats import holm
+
+    # Holm (1979) by hand: sorted 0.01, 0.02, 0.03, 0.5 -> 4*0.01, 3*0.02, max(0.06, 2*0.03), 1*0.5
+    assert np.allclose(holm([0.03, 0.01, 0.5, 0.02]), [0.06, 0.04, 0.5, 0.06])
+    adjusted = holm([0.2, float("nan"), 0.4])
+    assert np.isnan(adjusted[1]) and np.allclose([adjusted[0], adjusted[2]], [0.4, 0.4])
+    assert holm([0.9, 0.8]) == [1.0, 1.0]  # 2 * 0.8 capped at 1, and monotone: max(1, 0.9)
+
+
+def test_sign_flip_p_is_the_exact_permutation_test():
+    from scipy.stats import permutation_test
+
+    from lalora_lite.study.stats import sign_flip_p
+
+    rng = np.random.default_rng(0)
+    for n in (3, 5, 7):
+        d = rng.normal(0.02, 0.03, n)
+        reference = permutation_test(
+            (d,), np.mean, permutation_type="samples", n_resamples=np.inf, alternative="two-sided"
+        ).pvalue
+        assert abs(sign_flip_p(d) - reference) < 1e-9
+    assert sign_flip_p([0.1, 0.2, 0.3, 0.4, 0.5]) == 2 / 32  # 5 seeds of one sign: the smallest possible
+    assert sign_flip_p([0.1, -0.1]) == 1.0
+
+
+def test_paired_differences_report_holm_and_resolve_only_after_the_correction():
+    from lalora_lite.study.stats import holm, paired_differences
+
+    rows = []
+    for seed, (la, a, b) in enumerate([(0.70, 0.60, 0.69), (0.72, 0.61, 0.71), (0.69, 0.60, 0.70), (0.71, 0.62, 0.70)]):
+        rows += [
+            {"method": "lalora", "epsilon_target": 1.0, "seed": seed, "accuracy": la},
+            {"method": "dp-lora", "epsilon_target": 1.0, "seed": seed, "accuracy": a},
+            {"method": "ffa-lora", "epsilon_target": 1.0, "seed": seed, "accuracy": b},
+        ]
+    table = paired_differences(pd.DataFrame(rows))
+    assert list(table["p_holm"]) == holm(list(table["p_t"]))
+    assert list(table["resolved"]) == [p < 0.05 for p in table["p_holm"]]
+    assert table.set_index("baseline").loc["dp-lora", "resolved"]  # +9.5 points on every seed
+    assert not table.set_index("baseline").loc["ffa-lora", "resolved"]
+    assert table.set_index("baseline").loc["dp-lora", "seeds_above"] == 4

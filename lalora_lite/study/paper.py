@@ -83,8 +83,8 @@ def ours_vs_reported(results_dir: Path, table: pd.DataFrame | None = None) -> pd
     One row per (task, profile, method, epsilon) that the paper reports for the same model and dataset,
     at the same epsilon: our mean and 95 % interval, the paper's value, the difference (meaningful
     only for a non-stand-in), and for each baseline the paper's sign of LA-LoRA minus it against our
-    paired interval (``agrees``: the interval lies on the paper's side of 0; ``contradicts``: on the
-    other side; ``unresolved``: it contains 0).
+    difference (``agrees``: resolved after the Holm correction, on the paper's side of 0; ``contradicts``:
+    resolved, on the other side; ``unresolved``: not resolved after the correction).
     """
     table = reported() if table is None else table
     accuracy = table[(table["metric"] == "accuracy") & table["epsilon"].notna()]
@@ -125,12 +125,14 @@ def ours_vs_reported(results_dir: Path, table: pd.DataFrame | None = None) -> pd
             if r.method != "lalora" and not lalora.empty and not pair.empty:
                 paper_sign = np.sign(lalora["value"].item() - r.value)
                 low, high = 100 * pair["ci_low"].item(), 100 * pair["ci_high"].item()
+                difference, resolved = pair["difference"].item(), bool(pair["resolved"].item())
                 row |= {
                     "lalora_minus_it": 100 * pair["difference"].item(),
                     "diff_low": low,
                     "diff_high": high,
                     "paper_lalora_minus_it": lalora["value"].item() - r.value,
-                    "sign": _sign_verdict(paper_sign, low, high),
+                    "p_holm": pair["p_holm"].item(),
+                    "sign": _sign_verdict(paper_sign, difference, resolved),
                 }
             rows.append(row)
     return pd.DataFrame(rows)
@@ -152,7 +154,7 @@ def paper_claims(task: str, paired: pd.DataFrame, table: pd.DataFrame | None = N
             if len(theirs) == 2
             else "not reported"
         )
-        sign = _sign_verdict(1.0, 100 * r.ci_low, 100 * r.ci_high)
+        sign = _sign_verdict(1.0, r.difference, r.resolved)
         verdict = {"agrees": "reproduces", "contradicts": "does not reproduce", "unresolved": "unresolved"}[sign]
         rows.append(
             {
@@ -160,7 +162,7 @@ def paper_claims(task: str, paired: pd.DataFrame, table: pd.DataFrame | None = N
                 "paper": paper,
                 "measured": f"{100 * r.difference:+.1f} points "
                 + (
-                    f"[{100 * r.ci_low:+.1f}, {100 * r.ci_high:+.1f}], {r.seeds} paired seeds"
+                    f"[{100 * r.ci_low:+.1f}, {100 * r.ci_high:+.1f}], {r.seeds} paired seeds, Holm p = {r.p_holm:.2f}"
                     if r.seeds > 1
                     else "(1 seed: no interval)"
                 )
@@ -171,10 +173,12 @@ def paper_claims(task: str, paired: pd.DataFrame, table: pd.DataFrame | None = N
     return pd.DataFrame(rows)
 
 
-def _sign_verdict(paper_sign: float, low: float, high: float) -> str:
-    if math.isnan(low) or low <= 0 <= high:
+def _sign_verdict(paper_sign: float, difference: float, resolved: bool) -> str:
+    """``agrees`` / ``contradicts`` (the paper's sign of LA-LoRA minus a baseline against ours) where our
+    difference is resolved after the Holm correction over its table, else ``unresolved``."""
+    if not resolved or math.isnan(difference):
         return "unresolved"
-    return "agrees" if np.sign(low) == paper_sign else "contradicts"
+    return "agrees" if np.sign(difference) == paper_sign else "contradicts"
 
 
 def plot_ours_vs_reported(comparison: pd.DataFrame, path: Path) -> None:

@@ -7,11 +7,19 @@ split, initialisation and client sampling, so their difference is measured per s
 *resolved* when that interval excludes 0. The seeds a difference ``delta`` would need at the
 measured spread ``s_d`` (two-sided 5 % test, 80 % power, normal approximation) are
 ``n = ceil(((z_{0.975} + z_{0.8}) s_d / delta)^2)``.
+
+Many comparisons. Beside the t-test's p-value every paired difference gets the exact sign-flip
+permutation test (:func:`sign_flip_p`: under "no difference" each seed's difference is as likely
+negative as positive, so the ``2^n`` sign patterns are equally likely; with 5 seeds its smallest
+two-sided p-value is ``2 / 32 = 0.0625``, so no rank or sign test can resolve anything at 5 % with 5
+seeds), and the p-values of one table are Holm-adjusted together (:func:`holm`). A difference is
+*resolved* when its Holm-adjusted t-test p-value is below 0.05.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -39,6 +47,41 @@ def prediction_interval(values: np.ndarray | pd.Series, level: float = 0.95) -> 
         return math.nan, math.nan
     half = float(st.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) * math.sqrt(1 + 1 / len(x)))
     return float(x.mean()) - half, float(x.mean()) + half
+
+
+def t_test_p(differences: np.ndarray | pd.Series) -> float:
+    """Two-sided p-value of the one-sample t-test of mean 0 (``nan`` with fewer than 2 values; 0 or 1
+    when every difference is equal)."""
+    d = np.asarray(differences, dtype=float)
+    if len(d) < 2:
+        return math.nan
+    if d.std(ddof=1) == 0:
+        return 1.0 if d.mean() == 0 else 0.0
+    return float(st.ttest_1samp(d, 0.0).pvalue)
+
+
+def sign_flip_p(differences: np.ndarray | pd.Series) -> float:
+    """Exact two-sided permutation p-value of the mean of paired differences: the share of the ``2^n``
+    sign patterns whose ``|mean|`` is at least the observed one (``n <= 20``)."""
+    d = np.asarray(differences, dtype=float)
+    if len(d) == 0 or len(d) > 20:
+        return math.nan
+    signs = 1 - 2 * ((np.arange(2 ** len(d))[:, None] >> np.arange(len(d))) & 1)  # (2^n, n) of +-1
+    means = np.abs(signs @ d) / len(d)
+    return float(np.mean(means >= abs(d.mean()) - 1e-12))
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment of ``p_values`` (``nan`` stays ``nan`` and is not counted): the i-th
+    smallest of m becomes ``max_{j <= i} min(1, (m - j + 1) p_(j))``."""
+    p = np.asarray(p_values, dtype=float)
+    valid = np.flatnonzero(~np.isnan(p))
+    adjusted = np.full(len(p), math.nan)
+    running = 0.0
+    for rank, i in enumerate(valid[np.argsort(p[valid], kind="stable")]):
+        running = max(running, min(1.0, (len(valid) - rank) * p[i]))
+        adjusted[i] = running
+    return adjusted.tolist()
 
 
 def seeds_needed(spread: float, delta: float = 0.05, level: float = 0.95, power: float = 0.8) -> int:
@@ -97,8 +140,9 @@ def summary(runs: pd.DataFrame) -> pd.DataFrame:
 
 def paired_differences(runs: pd.DataFrame, reference: str = "lalora", delta: float = 0.05) -> pd.DataFrame:
     """``reference`` minus every other private method, per epsilon, over the seeds both ran (from a
-    :func:`run_table`): mean difference, 95 % paired t-interval, whether it is resolved, and the
-    seeds ``delta`` would need."""
+    :func:`run_table`): mean difference, 95 % paired t-interval, the t-test's p-value, its Holm
+    adjustment over the table's rows, the exact sign-flip p-value, the seeds of each sign, whether it
+    is resolved after the correction, and the seeds ``delta`` would need."""
     wide = runs.pivot_table(index=["epsilon_target", "seed"], columns="method", values="accuracy")
     if reference not in wide:
         return pd.DataFrame()
@@ -120,11 +164,26 @@ def paired_differences(runs: pd.DataFrame, reference: str = "lalora", delta: flo
                     "ci_low": low,
                     "ci_high": high,
                     "seeds": len(d),
-                    "resolved": bool(low > 0 or high < 0),
+                    "p_t": t_test_p(d),
+                    "p_sign_flip": sign_flip_p(d),
+                    "seeds_above": int((d > 0).sum()),
+                    "seeds_below": int((d < 0).sum()),
                     f"seeds_for_{round(100 * delta)}pt": seeds_needed(spread, delta) if len(d) > 1 else None,
                 }
             )
-    return pd.DataFrame(rows)
+    return with_holm(pd.DataFrame(rows))
+
+
+def with_holm(table: pd.DataFrame, p_column: str = "p_t") -> pd.DataFrame:
+    """``table`` with ``p_holm`` (:func:`holm` over all its rows' ``p_column``) and ``resolved`` (the
+    adjusted p-value below 0.05), both placed after ``p_column``."""
+    if table.empty:
+        return table
+    table = table.copy()
+    at = table.columns.get_loc(p_column) + 1
+    table.insert(at, "p_holm", holm(table[p_column].tolist()))
+    table.insert(at + 1, "resolved", table["p_holm"] < 0.05)
+    return table
 
 
 PUBLIC_TUNING = "+public-tuning"  # results/<task>/<profile>+public-tuning/: tuned on public data
@@ -133,7 +192,8 @@ PUBLIC_TUNING = "+public-tuning"  # results/<task>/<profile>+public-tuning/: tun
 def tuning_gap(private: pd.DataFrame, public: pd.DataFrame) -> pd.DataFrame:
     """What tuning on public data gives up: per method and epsilon, the final accuracy of the comparison
     tuned on public data minus the one tuned on the private validation split, paired by seed (the same
-    client splits; two :func:`run_table` s). Negative: public tuning costs accuracy."""
+    client splits; two :func:`run_table` s). Negative: public tuning costs accuracy. ``resolved``: after the
+    Holm correction over the table (:func:`with_holm`)."""
     keys = ["method", "epsilon_target", "seed"]
     both = private.merge(public, on=keys, suffixes=("_private", "_public"))
     rows = []
@@ -148,7 +208,8 @@ def tuning_gap(private: pd.DataFrame, public: pd.DataFrame) -> pd.DataFrame:
                 "ci_low": low,
                 "ci_high": high,
                 "seeds": len(d),
-                "resolved": bool(low > 0 or high < 0),
+                "p_t": t_test_p(d),
+                "p_sign_flip": sign_flip_p(d),
             }
         )
-    return pd.DataFrame(rows)
+    return with_holm(pd.DataFrame(rows))

@@ -60,12 +60,19 @@ def _signed_interval(row) -> str:
     return "" if pd.isna(row.ci_low) else f"[{100 * row.ci_low:+.1f}, {100 * row.ci_high:+.1f}]"
 
 
+def p_value(p: float) -> str:
+    """A p-value to two significant digits (``< 0.001`` below that)."""
+    return "" if pd.isna(p) else ("< 0.001" if p < 0.001 else f"{p:.2g}")
+
+
 def _yes_no(flag: bool) -> str:
     return "yes" if flag else "no"
 
 
 def paired_markdown(paired: pd.DataFrame) -> str:
-    """LA-LoRA minus each baseline: difference in points with its paired interval and the verdict."""
+    """LA-LoRA minus each baseline: difference in points with its paired interval, the t-test's p-value and
+    its Holm adjustment over the table, the exact sign-flip p-value, the seeds above and below 0, and the
+    verdict (resolved: Holm-adjusted p < 0.05)."""
     need = next(c for c in paired.columns if c.startswith("seeds_for_"))
     header = [
         "epsilon",
@@ -73,6 +80,10 @@ def paired_markdown(paired: pd.DataFrame) -> str:
         "difference (points)",
         "95 % interval",
         "seeds",
+        "p (t)",
+        "p (Holm)",
+        "p (sign flip)",
+        "seeds + / -",
         "resolved",
         f"seeds for {need.split('_')[-1].removesuffix('pt')} points",
     ]
@@ -83,6 +94,10 @@ def paired_markdown(paired: pd.DataFrame) -> str:
             f"{100 * r.difference:+.1f}",
             _signed_interval(r),
             r.seeds,
+            p_value(r.p_t),
+            p_value(r.p_holm),
+            p_value(r.p_sign_flip),
+            f"{r.seeds_above} / {r.seeds_below}",
             _yes_no(r.resolved),
             "" if pd.isna(getattr(r, need)) else int(getattr(r, need)),
         ]
@@ -196,7 +211,14 @@ def write_summary(
         f"and budget, is {pct(spread.min())}-{pct(spread.max())} points (median {pct(spread.median())})."
     )
     if not paired.empty:
-        parts += ["## Paired differences (same seeds, same client splits)", paired_markdown(paired)]
+        parts += [
+            "## Paired differences (same seeds, same client splits)",
+            paired_markdown(paired),
+            f"*Resolved*: the t-test's p-value, Holm-adjusted over the {len(paired)} comparisons of this table, is "
+            "below 0.05. The sign-flip test is exact and assumes no normality; with "
+            f"{int(paired['seeds'].max())} seeds its smallest possible p-value is "
+            f"{2 / 2 ** int(paired['seeds'].max()):.4g}, so on its own it cannot resolve a difference at 5 %.",
+        ]
     if chosen is not None:
         parts += ["## Chosen settings", chosen_markdown(chosen), tuning_cost(meta, chosen)]
     if gap is not None:
