@@ -1,6 +1,7 @@
 """The ``lalora`` command line.
 
 ``lalora compare``     the main job: all methods x budgets x seeds on a task, tables and figures.
+``lalora explain``     the explanation study: five experiments on why the paper's margins do not appear.
 ``lalora run``         one federated run.
 ``lalora figures``     redraw every figure and table from stored results (no training).
 ``lalora pretrain``    build (and cache) the stand-in backbone and report its transfer quality.
@@ -146,6 +147,32 @@ def cmd_quick(args: argparse.Namespace) -> None:
         raise SystemExit(1)
 
 
+def cmd_explain(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from .study.explain import EXPERIMENTS, Study, check_experiments, planned, run_study
+    from .study.explain_report import write_report
+    from .study.runs import Runner, default_workers, measured_eta
+    from .tasks import get_profile
+
+    profile_name = current_profile(args.profile, allowed=("smoke", "cpu"))
+    get_profile(args.task, profile_name)  # an unknown task or profile fails here, before any work
+    experiments = tuple(args.experiments or EXPERIMENTS)
+    check_experiments(experiments)
+    chosen_path = Path(args.results) / args.task / profile_name / "chosen.csv"
+    chosen = pd.read_csv(chosen_path) if chosen_path.exists() else None
+    workers = args.workers or default_workers()
+    out = Path(args.results) / "explain" / args.task / profile_name
+    with Runner(Path(args.runs), workers, args.device) as runner:
+        study = Study(args.task, profile_name, runner, chosen)
+        first = planned(study, experiments)
+        eta = measured_eta(chosen_path.parent, first, 0, workers)
+        print(f"explain {args.task} [{profile_name}]: {first} runs before the curves extend; {eta or 'no estimate'}")
+        run_study(study, experiments, out)
+    for path in write_report(out, Path(args.figures)):
+        print(f"wrote {path}")
+
+
 def cmd_figures(args: argparse.Namespace) -> None:
     from .study.plotting import redraw
 
@@ -241,6 +268,14 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--results", default="results")
     cmp.add_argument("--figures", default="figures")
     cmp.set_defaults(func=cmd_compare)
+
+    exp = sub.add_parser("explain", help="the explanation study (H1-H5): why the paper's margins do not appear here")
+    common(exp)
+    exp.add_argument("--experiments", nargs="+", help="default: all five (docs/explain.md)")
+    exp.add_argument("--workers", type=int, help="parallel run processes (default: one per core)")
+    exp.add_argument("--results", default="results")
+    exp.add_argument("--figures", default="figures")
+    exp.set_defaults(func=cmd_explain)
 
     fig = sub.add_parser("figures", help="redraw all figures and tables from results/ (no training)")
     fig.add_argument("--results", default="results")

@@ -1,0 +1,123 @@
+"""The explanation study's report: ``summary.md`` (verdicts, per-hypothesis tables and paired differences, wall
+time) and ``verdicts.csv`` in ``results/explain/<task>/<profile>/``, and the figures (:mod:`.explain_plots`)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from .explain import EXPERIMENTS
+from .explain_analysis import HYPOTHESES, WORKERS, Verdict, analyse, load
+from .tables import markdown_table, p_value
+
+
+def verdict_table(results: dict[str, tuple[pd.DataFrame, pd.DataFrame, Verdict]]) -> pd.DataFrame:
+    """One row per hypothesis: what it says, the verdict, the evidence (``not run`` where it has no data)."""
+    rows = []
+    for key, text in HYPOTHESES.items():
+        v = results[key][2] if key in results else Verdict(key, "not run", "")
+        rows.append({"hypothesis": key, "claim": text, "verdict": v.verdict, "evidence": v.evidence})
+    return pd.DataFrame(rows)
+
+
+def wall_hours(folder: Path) -> pd.DataFrame:
+    """Per experiment: distinct runs, their summed single-thread run time, and that time on :data:`WORKERS`
+    workers (a run several experiments share is counted in the first that made it)."""
+    data, seen, rows = load(folder), set(), []
+    for experiment in EXPERIMENTS:
+        if experiment not in data:
+            continue
+        runs = data[experiment].drop_duplicates(["method", "arm", "epsilon", "lr", "seed", "split", "rounds"])
+        key = list(
+            zip(runs["method"], runs["arm"], runs["epsilon"], runs["lr"], runs["seed"], runs["split"], runs["rounds"])
+        )
+        new = [k not in seen for k in key]
+        seen |= set(key)
+        seconds = float(runs["run_s"][new].sum())
+        rows.append(
+            {
+                "experiment": experiment,
+                "runs": int(sum(new)),
+                "run_hours": seconds / 3600,
+                f"hours_on_{WORKERS}_workers": seconds / 3600 / WORKERS,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _diff_markdown(diffs: pd.DataFrame) -> str:
+    header = [
+        "comparison",
+        "difference (points)",
+        "95 % interval",
+        "seeds",
+        "p (t)",
+        "p (Holm)",
+        "p (sign flip)",
+        "seeds + / -",
+        "resolved",
+    ]
+    rows = [
+        [
+            r.comparison,
+            f"{100 * r.difference:+.1f}",
+            "" if math.isnan(r.ci_low) else f"[{100 * r.ci_low:+.1f}, {100 * r.ci_high:+.1f}]",
+            r.seeds,
+            p_value(r.p_t),
+            p_value(r.p_holm),
+            p_value(r.p_sign_flip),
+            f"{r.seeds_above} / {r.seeds_below}",
+            "yes" if r.resolved else "no",
+        ]
+        for r in diffs.itertuples()
+    ]
+    return markdown_table(header, rows)
+
+
+def _table_markdown(table: pd.DataFrame) -> str:
+    shown = table.copy()
+    for c in ("mean", "ci_low", "ci_high"):
+        if c in shown:
+            shown[c] = (100 * shown[c]).round(1)
+    return markdown_table(list(shown.columns), shown.astype(object).where(shown.notna(), "").values.tolist())
+
+
+def summary_markdown(folder: Path) -> str:
+    """``summary.md``: the verdicts, then per hypothesis its table and paired differences, and the wall time."""
+    results = analyse(folder)
+    parts = [
+        f"# The explanation study: {folder.parent.name} [{folder.name}]",
+        "Made by `lalora explain` (`lalora_lite/study/explain.py`; the design is `docs/explain.md`). Accuracies "
+        "in percent; differences in points, paired by seed, with 95 % t-intervals, the t-test's p-value, its Holm "
+        "adjustment over the hypothesis's comparisons and the exact sign-flip p-value (with 3 seeds its smallest "
+        "possible value is 0.25, with 5 seeds 0.0625). *Resolved*: Holm-adjusted p < 0.05.",
+        "## Verdicts",
+        markdown_table(
+            ["hypothesis", "claim", "verdict"],
+            verdict_table(results)[["hypothesis", "claim", "verdict"]].values.tolist(),
+        ),
+    ]
+    for key, (table, diffs, verdict) in results.items():
+        parts += [f"## {key}: {HYPOTHESES[key]}", f"**Verdict: {verdict.verdict}.** {verdict.evidence}"]
+        parts += [_table_markdown(table)] if not table.empty else []
+        parts += [_diff_markdown(diffs)] if not diffs.empty else []
+    parts += [
+        "## Wall time",
+        "Summed single-thread run time of each experiment's own runs (a run two experiments "
+        f"share counts once) and that time on {WORKERS} workers:",
+        _table_markdown(wall_hours(folder)),
+    ]
+    return "\n\n".join(parts) + "\n"
+
+
+def write_report(folder: Path, figures: Path) -> list[Path]:
+    """``summary.md`` and ``verdicts.csv`` in ``folder`` and the figures (:mod:`.explain_plots`); the paths."""
+    from .explain_plots import plot_study
+
+    if not load(folder):
+        return []
+    (folder / "summary.md").write_text(summary_markdown(folder))
+    verdict_table(analyse(folder)).to_csv(folder / "verdicts.csv", index=False)
+    return [folder / "summary.md", folder / "verdicts.csv", *plot_study(folder, figures)]
