@@ -4,6 +4,9 @@ Usage: .venv/bin/python scripts/execute_notebook.py notebooks/01_coupling.ipynb 
 
 The first cell of a saved notebook says which profile, commit, machine and wall time produced the
 outputs below it (the committed notebooks carry `cpu` outputs; CI executes `smoke` from scratch).
+Outputs to commit come from a clean checkout: the script refuses to start while the package, the
+scripts, the results or the notebooks have uncommitted changes (``--allow-dirty`` for a draft; its
+stamp then says so).
 """
 
 from __future__ import annotations
@@ -23,17 +26,23 @@ ROOT = Path(__file__).resolve().parent.parent
 STAMP = "> **Outputs below:**"
 
 
-def commit() -> str:
+PROVENANCE = ("lalora_lite", "notebooks", "scripts", "results")  # what a notebook's outputs depend on
+
+
+def uncommitted() -> list[str]:
+    """Paths under :data:`PROVENANCE` with uncommitted changes (``git status --porcelain``)."""
+    out = subprocess.run(["git", "status", "--porcelain", *PROVENANCE], cwd=ROOT, capture_output=True, text=True)
+    return [line[3:] for line in out.stdout.splitlines()]
+
+
+def commit(dirty: bool) -> str:
     head = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
     ).stdout.strip()
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "lalora_lite", "notebooks"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
-    return f"`{head}`" + (" plus uncommitted changes to the package or notebooks" if dirty else "")
+    return f"`{head}`" + (" plus uncommitted changes (a draft)" if dirty else "")
 
 
-def execute(path: Path, profile: str, timeout: int) -> float:
+def execute(path: Path, profile: str, timeout: int, dirty: bool = False) -> float:
     nb = nbformat.read(path, as_version=4)
     if nb.cells and nb.cells[0].source.startswith(STAMP):
         nb.cells.pop(0)
@@ -45,7 +54,7 @@ def execute(path: Path, profile: str, timeout: int) -> float:
     seconds = time.perf_counter() - start
     stamp = (
         f"{STAMP} `{profile}` profile, executed {datetime.date.today()} on a {os.cpu_count()}-core CPU machine "
-        f"in {seconds:.0f} s (`scripts/execute_notebook.py`), code of commit {commit()}. CI executes the "
+        f"in {seconds:.0f} s (`scripts/execute_notebook.py`), code of commit {commit(dirty)}. CI executes the "
         "`smoke` profile from scratch (`tests/test_notebooks.py`)."
     )
     nb.cells.insert(0, nbformat.v4.new_markdown_cell(stamp))
@@ -58,12 +67,19 @@ def main() -> int:
     parser.add_argument("notebooks", nargs="+", type=Path)
     parser.add_argument("--profile", default="cpu", choices=("smoke", "cpu"))
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
+    parser.add_argument("--allow-dirty", action="store_true", help="execute a draft on uncommitted changes")
     args = parser.parse_args()
     for path in args.notebooks:
         if path.suffix != ".ipynb" or not path.exists():
             parser.error(f"not a notebook file: {path}")
+    dirty = uncommitted()
+    if dirty and not args.allow_dirty:
+        parser.error(
+            f"uncommitted changes in {', '.join(dirty[:5])}{' ...' if len(dirty) > 5 else ''}: commit first, so that "
+            "the stamp names the code that made the outputs (or pass --allow-dirty for a draft)"
+        )
     for path in args.notebooks:
-        print(f"{path}: {execute(path.resolve(), args.profile, args.timeout):.0f} s", flush=True)
+        print(f"{path}: {execute(path.resolve(), args.profile, args.timeout, bool(dirty)):.0f} s", flush=True)
     return 0
 
 

@@ -58,3 +58,28 @@ def test_claims_are_judged_by_the_paired_interval():
     assert claims["paper"].iloc[0] == "+14.67 points (Swin-T / CIFAR-100, eps=3)"
     assert "stand-in" not in claims["measured"].iloc[0]
     assert "(stand-in)" in paper_claims("fmnist-swin", paired)["measured"].iloc[0]
+
+
+def test_chosen_setting_falls_back_to_the_nearest_budget_or_a_default_only_when_asked(tmp_path):
+    import warnings
+
+    from lalora_lite.study.stored import chosen_setting
+
+    folder = tmp_path / "t" / "cpu"
+    folder.mkdir(parents=True)
+    pd.DataFrame(
+        {"method": ["lalora", "lalora", "fedlora"], "epsilon": [1.0, 3.0, float("inf")], "lr": [0.1, 0.4, 0.4],
+         "clip_norm": [4.0, 2.0, 0.5]}
+    ).to_csv(folder / "chosen.csv", index=False)  # fmt: skip
+    assert chosen_setting(tmp_path, "t", "cpu", "lalora", 3.0) == (0.4, 2.0)
+    with pytest.raises(ValueError, match="at epsilon=8.*it tuned 'lalora' at epsilon 1, 3"):
+        chosen_setting(tmp_path, "t", "cpu", "lalora", 8.0)
+    with pytest.warns(UserWarning, match="epsilon=3"):
+        assert chosen_setting(tmp_path, "t", "cpu", "lalora", 8.0, fallback="nearest") == (0.4, 2.0)
+    with pytest.warns(UserWarning, match="epsilon=1"):
+        assert chosen_setting(tmp_path, "t", "cpu", "lalora", 0.25, fallback="nearest") == (0.1, 4.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert chosen_setting(tmp_path, "t", "cpu", "lalora", 8.0, fallback="default", default=(0.2, 1.0)) == (0.2, 1.0)
+    with pytest.raises(ValueError, match="allowed: error, nearest, default"):
+        chosen_setting(tmp_path, "t", "cpu", "lalora", 8.0, fallback="closest")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -68,12 +69,43 @@ def results_or_compare(
 
 
 def chosen_setting(
-    results_dir: Path, task: str, profile: str, method: str, epsilon: float | None
+    results_dir: Path,
+    task: str,
+    profile: str,
+    method: str,
+    epsilon: float | None,
+    fallback: str = "error",
+    default: tuple[float, float] | None = None,
 ) -> tuple[float, float]:
-    """``(lr, clip_norm)`` that the stored comparison chose for ``method`` at ``epsilon`` (``None``: no DP)."""
+    """``(lr, clip_norm)`` that the stored comparison chose for ``method`` at ``epsilon`` (``None``: no DP).
+
+    Where it chose nothing at that budget (e.g. an exercise at eps = 8), ``fallback`` says what to do:
+    ``"error"`` (the default) raises ``ValueError`` naming the budgets it has; ``"nearest"`` takes the
+    setting of the nearest budget it tuned (by ratio, the smaller on a tie) and warns which; ``"default"``
+    returns ``default``. lr x C is what the search's score depends on, so the nearest budget's setting is a
+    reasonable start, not a tuned one."""
+    if fallback not in ("error", "nearest", "default"):
+        raise ValueError(f"unknown fallback {fallback!r}; allowed: error, nearest, default")
+    if fallback == "default" and default is None:
+        raise ValueError("fallback='default' needs default=(lr, clip_norm)")
     chosen = pd.read_csv(results_dir / task / profile / "chosen.csv")
     eps = math.inf if epsilon is None else epsilon
-    row = chosen[(chosen["method"] == method) & (chosen["epsilon"] == eps)]
+    rows = chosen[chosen["method"] == method]
+    row = rows[rows["epsilon"] == eps]
     if row.empty:
-        raise ValueError(f"no chosen setting for {method!r} at epsilon={epsilon} in {results_dir / task / profile}")
+        budgets = sorted(rows["epsilon"].unique())
+        if fallback == "default":
+            return default
+        if fallback == "error" or not budgets or math.isinf(eps):
+            raise ValueError(
+                f"no chosen setting for {method!r} at epsilon={epsilon} in {results_dir / task / profile}; "
+                f"it tuned {method!r} at epsilon {', '.join(f'{b:g}' for b in budgets) or 'nothing'} "
+                "(pass fallback='nearest' or fallback='default', default=(lr, clip_norm))"
+            )
+        finite = [b for b in budgets if not math.isinf(b)]
+        nearest = min(finite, key=lambda b: (abs(math.log(b / eps)), b))
+        warnings.warn(
+            f"{method!r} was not tuned at epsilon={epsilon:g}: using its setting at epsilon={nearest:g}", stacklevel=2
+        )
+        row = rows[rows["epsilon"] == nearest]
     return float(row.iloc[0]["lr"]), float(row.iloc[0]["clip_norm"])
