@@ -176,7 +176,11 @@ def cmd_explain(args: argparse.Namespace) -> None:
 def cmd_figures(args: argparse.Namespace) -> None:
     from .study.plotting import redraw
 
+    from .study.explain_report import write_report
+
     written = redraw(Path(args.results), Path(args.figures))
+    for folder in sorted(Path(args.results).glob("explain/*/*/")):  # the explanation study's report and figures
+        written += write_report(folder, Path(args.figures))
     if not written:
         raise ValueError(f"no results found under {args.results}/<task>/<profile>/history.csv; run 'lalora compare'")
     for path in written:

@@ -81,6 +81,11 @@ def _table_markdown(table: pd.DataFrame) -> str:
     for c in ("mean", "ci_low", "ci_high"):
         if c in shown:
             shown[c] = (100 * shown[c]).round(1)
+    for c in ("lr_clip", "gain"):
+        if c in shown:
+            shown[c] = shown[c].map(lambda v: f"{v:.3g}")
+    for c in (c for c in shown.columns if "hours" in c):
+        shown[c] = shown[c].round(2)
     return markdown_table(list(shown.columns), shown.astype(object).where(shown.notna(), "").values.tolist())
 
 
