@@ -174,9 +174,8 @@ def cmd_explain(args: argparse.Namespace) -> None:
 
 
 def cmd_figures(args: argparse.Namespace) -> None:
-    from .study.plotting import redraw
-
     from .study.explain_report import write_report
+    from .study.plotting import redraw
 
     written = redraw(Path(args.results), Path(args.figures))
     for folder in sorted(Path(args.results).glob("explain/*/*/")):  # the explanation study's report and figures

@@ -19,7 +19,7 @@ import pandas as pd
 from ..smoothing import white_noise_gain
 from .arms import get_arm
 from .explain import CURVE_EPSILONS, DOSE_METHODS, EXPERIMENTS, HEAD_CONTROL
-from .stats import sign_flip_p, t_interval, t_test_p, with_holm
+from .stats import difference_row, t_interval, with_holm
 from .tables import p_value
 
 LORA_GAP = 0.02  # H1: dp-head within this much of the best LoRA method means the stand-in cannot test LoRA claims
@@ -43,24 +43,21 @@ def label(method: str, arm: str) -> str:
     return method if arm == "default" else f"{method} [{arm}]"
 
 
-def curve_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean, 95 % t-interval and seeds per curve point (method, arm, epsilon, lr x C)."""
+def accuracy_table(runs: pd.DataFrame, keys: list[str], sort: bool = False) -> pd.DataFrame:
+    """Per group of ``keys``: its lr x C, mean final accuracy, 95 % t-interval and seeds."""
     rows = []
-    for (method, arm, eps, value), g in runs.groupby(["method", "arm", "epsilon", "lr_clip"], sort=True):
+    for values, g in runs.groupby(keys, sort=sort):
         mean, low, high = t_interval(g["accuracy"])
         rows.append(
-            {
-                "method": method,
-                "arm": arm,
-                "epsilon": eps,
-                "lr_clip": value,
-                "mean": mean,
-                "ci_low": low,
-                "ci_high": high,
-                "seeds": len(g),
-            }
+            dict(zip(keys, values))
+            | {"lr_clip": g["lr_clip"].iloc[0], "mean": mean, "ci_low": low, "ci_high": high, "seeds": len(g)}
         )
     return pd.DataFrame(rows)
+
+
+def curve_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean, 95 % t-interval and seeds per curve point (method, arm, epsilon, lr x C)."""
+    return accuracy_table(runs, ["method", "arm", "epsilon", "lr_clip"], sort=True)
 
 
 def best_of_curve(runs: pd.DataFrame) -> pd.DataFrame:
@@ -88,22 +85,8 @@ def paired(rows: list[tuple[str, pd.Series, pd.Series]]) -> pd.DataFrame:
     out = []
     for name, a, b in rows:
         d = (a - b).dropna()
-        if d.empty:
-            continue
-        mean, low, high = t_interval(d)
-        out.append(
-            {
-                "comparison": name,
-                "difference": mean,
-                "ci_low": low,
-                "ci_high": high,
-                "seeds": len(d),
-                "p_t": t_test_p(d),
-                "p_sign_flip": sign_flip_p(d),
-                "seeds_above": int((d > 0).sum()),
-                "seeds_below": int((d < 0).sum()),
-            }
-        )
+        if not d.empty:
+            out.append({"comparison": name} | difference_row(d))
     return with_holm(pd.DataFrame(out))
 
 
@@ -150,21 +133,8 @@ def head_control(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, Verdic
 
 def authors_protocol(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, Verdict]:
     runs = runs.assign(who=[label(m, a) for m, a in zip(runs["method"], runs["arm"])])
-    summary = []
-    for (eps, setting, who), g in runs.groupby(["epsilon", "setting", "who"], sort=False):
-        mean, low, high = t_interval(g["accuracy"])
-        summary.append(
-            {
-                "epsilon": eps,
-                "setting": setting,
-                "method": who,
-                "lr_clip": g["lr_clip"].iloc[0],
-                "mean": mean,
-                "ci_low": low,
-                "ci_high": high,
-                "seeds": len(g),
-            }
-        )
+    summary = accuracy_table(runs, ["epsilon", "setting", "who"])
+    summary = summary.rename(columns={"who": "method"})
     rows = []
     for eps in sorted(runs["epsilon"].unique()):
         for setting in ("shared", "half", "own"):
@@ -180,7 +150,7 @@ def authors_protocol(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, Ve
                     rows.append((f"eps={eps:g}, {setting}: {a} minus {b}", acc[a], acc[b]))
     diffs = paired(rows)
     if diffs.empty:
-        return pd.DataFrame(summary), diffs, Verdict("H2", "not run", "")
+        return summary, diffs, Verdict("H2", "not run", "")
     main = diffs[diffs["comparison"].str.contains("lalora-authors minus dp-lora")]
     untuned = main[~main["comparison"].str.contains("own")]
     tuned = main[main["comparison"].str.contains("own")]
@@ -190,7 +160,7 @@ def authors_protocol(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, Ve
     if not gap_untuned and (untuned["ci_high"] >= MARGIN).any():
         verdict = "inconclusive"
     evidence = "; ".join(f"{r.comparison}: {_points(r)}" for r in main.itertuples())
-    return pd.DataFrame(summary), diffs, Verdict("H2", verdict, evidence)
+    return summary, diffs, Verdict("H2", verdict, evidence)
 
 
 def dose_response(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, Verdict]:
@@ -239,20 +209,7 @@ def dose_response(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, Verdi
 
 
 def budget(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, Verdict]:
-    summary = []
-    for (setting, method), g in runs.groupby(["setting", "method"], sort=False):
-        mean, low, high = t_interval(g["accuracy"])
-        summary.append(
-            {
-                "setting": setting,
-                "method": method,
-                "lr_clip": g["lr_clip"].iloc[0],
-                "mean": mean,
-                "ci_low": low,
-                "ci_high": high,
-                "seeds": len(g),
-            }
-        )
+    summary = accuracy_table(runs, ["setting", "method"])
     nodp = runs[runs["setting"].str.startswith("no DP")]
     fed = by_seed(nodp, method="fedlora")
     rows = [
@@ -268,14 +225,14 @@ def budget(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, Verdict]:
             ]
     diffs = paired(rows)
     if diffs.empty:
-        return pd.DataFrame(summary), diffs, Verdict("H4", "not run", "")
+        return summary, diffs, Verdict("H4", "not run", "")
     cost = diffs[diffs["comparison"].str.contains("nodp")]
     costly = bool((cost["difference"] <= -MARGIN).all())
     gap = {r: diffs[diffs["comparison"] == f"rounds x{r}: lalora minus ffa-lora"]["difference"] for r in (1, 2)}
     shrinks = bool(len(gap[1]) and len(gap[2]) and gap[1].item() < 0 and gap[2].item() > gap[1].item() / 2)
     verdict = "supported" if costly or shrinks else "not supported"
     evidence = "; ".join(f"{r.comparison}: {_points(r)}" for r in diffs.itertuples())
-    return pd.DataFrame(summary), diffs, Verdict("H4", verdict, evidence)
+    return summary, diffs, Verdict("H4", verdict, evidence)
 
 
 def filter_strength(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, Verdict]:
@@ -284,21 +241,8 @@ def filter_strength(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, Ver
             0 if m == "lalora-nofilter" else get_arm(_arm(a)).filter_taps for m, a in zip(runs["method"], runs["arm"])
         ]
     )
-    summary = []
-    for (setting, taps), g in runs.groupby(["setting", "taps"], sort=True):
-        mean, low, high = t_interval(g["accuracy"])
-        summary.append(
-            {
-                "setting": setting,
-                "taps": taps,
-                "gain": white_noise_gain(taps) if taps else 1.0,
-                "lr_clip": g["lr_clip"].iloc[0],
-                "mean": mean,
-                "ci_low": low,
-                "ci_high": high,
-                "seeds": len(g),
-            }
-        )
+    summary = accuracy_table(runs, ["setting", "taps"], sort=True)
+    summary.insert(2, "gain", [white_noise_gain(t) if t else 1.0 for t in summary["taps"]])
     reference = by_seed(runs, taps=5, setting="tuned")
     rows = [
         (
@@ -312,11 +256,11 @@ def filter_strength(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, Ver
     ]
     diffs = paired(rows)
     if diffs.empty:
-        return pd.DataFrame(summary), diffs, Verdict("H5", "not run", "")
+        return summary, diffs, Verdict("H5", "not run", "")
     better = diffs[(diffs["difference"] >= 0.02) & diffs["resolved"]]
     verdict = "supported" if len(better) else ("not supported" if (diffs["ci_high"] < 0.05).all() else "inconclusive")
     evidence = "; ".join(f"{r.comparison}: {_points(r)}" for r in diffs.itertuples())
-    return pd.DataFrame(summary), diffs, Verdict("H5", verdict, evidence)
+    return summary, diffs, Verdict("H5", verdict, evidence)
 
 
 def _arm(arm: str) -> str:

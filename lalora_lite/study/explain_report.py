@@ -3,14 +3,13 @@ time) and ``verdicts.csv`` in ``results/explain/<task>/<profile>/``, and the fig
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pandas as pd
 
 from .explain import EXPERIMENTS
 from .explain_analysis import HYPOTHESES, WORKERS, Verdict, analyse, load
-from .tables import markdown_table, p_value
+from .tables import DIFFERENCE_HEADER, difference_cells, markdown_table
 
 
 def verdict_table(results: dict[str, tuple[pd.DataFrame, pd.DataFrame, Verdict]]) -> pd.DataFrame:
@@ -48,31 +47,8 @@ def wall_hours(folder: Path) -> pd.DataFrame:
 
 
 def _diff_markdown(diffs: pd.DataFrame) -> str:
-    header = [
-        "comparison",
-        "difference (points)",
-        "95 % interval",
-        "seeds",
-        "p (t)",
-        "p (Holm)",
-        "p (sign flip)",
-        "seeds + / -",
-        "resolved",
-    ]
-    rows = [
-        [
-            r.comparison,
-            f"{100 * r.difference:+.1f}",
-            "" if math.isnan(r.ci_low) else f"[{100 * r.ci_low:+.1f}, {100 * r.ci_high:+.1f}]",
-            r.seeds,
-            p_value(r.p_t),
-            p_value(r.p_holm),
-            p_value(r.p_sign_flip),
-            f"{r.seeds_above} / {r.seeds_below}",
-            "yes" if r.resolved else "no",
-        ]
-        for r in diffs.itertuples()
-    ]
+    rows = [[r.comparison, *difference_cells(r)] for r in diffs.itertuples()]
+    header = ["comparison", *DIFFERENCE_HEADER]
     return markdown_table(header, rows)
 
 

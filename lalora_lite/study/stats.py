@@ -154,24 +154,29 @@ def paired_differences(runs: pd.DataFrame, reference: str = "lalora", delta: flo
             d = (table[reference] - table[baseline]).dropna()
             if d.empty:
                 continue
-            mean, low, high = t_interval(d)
             spread = float(d.std(ddof=1)) if len(d) > 1 else math.nan
             rows.append(
-                {
-                    "epsilon": eps,
-                    "baseline": baseline,
-                    "difference": mean,
-                    "ci_low": low,
-                    "ci_high": high,
-                    "seeds": len(d),
-                    "p_t": t_test_p(d),
-                    "p_sign_flip": sign_flip_p(d),
-                    "seeds_above": int((d > 0).sum()),
-                    "seeds_below": int((d < 0).sum()),
-                    f"seeds_for_{round(100 * delta)}pt": seeds_needed(spread, delta) if len(d) > 1 else None,
-                }
+                {"epsilon": eps, "baseline": baseline}
+                | difference_row(d)
+                | {f"seeds_for_{round(100 * delta)}pt": seeds_needed(spread, delta) if len(d) > 1 else None}
             )
     return with_holm(pd.DataFrame(rows))
+
+
+def difference_row(d: pd.Series) -> dict[str, float | int]:
+    """The columns every paired table gives a difference ``d`` (one value per seed): its mean and 95 %
+    t-interval, the seeds, the t-test's and the exact sign-flip p-values, and the seeds of each sign."""
+    mean, low, high = t_interval(d)
+    return {
+        "difference": mean,
+        "ci_low": low,
+        "ci_high": high,
+        "seeds": len(d),
+        "p_t": t_test_p(d),
+        "p_sign_flip": sign_flip_p(d),
+        "seeds_above": int((d > 0).sum()),
+        "seeds_below": int((d < 0).sum()),
+    }
 
 
 def with_holm(table: pd.DataFrame, p_column: str = "p_t") -> pd.DataFrame:

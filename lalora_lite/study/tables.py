@@ -69,6 +69,33 @@ def _yes_no(flag: bool) -> str:
     return "yes" if flag else "no"
 
 
+DIFFERENCE_HEADER = [
+    "difference (points)",
+    "95 % interval",
+    "seeds",
+    "p (t)",
+    "p (Holm)",
+    "p (sign flip)",
+    "seeds + / -",
+    "resolved",
+]
+
+
+def difference_cells(r) -> list:
+    """A paired difference's cells under :data:`DIFFERENCE_HEADER` (a row of
+    :func:`~lalora_lite.study.stats.difference_row` plus ``p_holm`` and ``resolved``)."""
+    return [
+        f"{100 * r.difference:+.1f}",
+        _signed_interval(r),
+        r.seeds,
+        p_value(r.p_t),
+        p_value(r.p_holm),
+        p_value(r.p_sign_flip),
+        f"{r.seeds_above} / {r.seeds_below}",
+        _yes_no(r.resolved),
+    ]
+
+
 def paired_markdown(paired: pd.DataFrame) -> str:
     """LA-LoRA minus each baseline: difference in points with its paired interval, the t-test's p-value and
     its Holm adjustment over the table, the exact sign-flip p-value, the seeds above and below 0, and the
@@ -77,30 +104,11 @@ def paired_markdown(paired: pd.DataFrame) -> str:
     header = [
         "epsilon",
         "LA-LoRA minus",
-        "difference (points)",
-        "95 % interval",
-        "seeds",
-        "p (t)",
-        "p (Holm)",
-        "p (sign flip)",
-        "seeds + / -",
-        "resolved",
+        *DIFFERENCE_HEADER,
         f"seeds for {need.split('_')[-1].removesuffix('pt')} points",
     ]
     rows = [
-        [
-            f"{r.epsilon:g}",
-            r.baseline,
-            f"{100 * r.difference:+.1f}",
-            _signed_interval(r),
-            r.seeds,
-            p_value(r.p_t),
-            p_value(r.p_holm),
-            p_value(r.p_sign_flip),
-            f"{r.seeds_above} / {r.seeds_below}",
-            _yes_no(r.resolved),
-            "" if pd.isna(getattr(r, need)) else int(getattr(r, need)),
-        ]
+        [f"{r.epsilon:g}", r.baseline, *difference_cells(r), "" if pd.isna(getattr(r, need)) else int(getattr(r, need))]
         for r in paired.itertuples()
     ]
     return markdown_table(header, rows)
