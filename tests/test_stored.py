@@ -45,18 +45,24 @@ def test_a_missing_comparison_is_an_error_naming_the_command(tmp_path):
         results_or_compare("fmnist-swin", "smoke", tmp_path, tmp_path / "runs", run_missing=False)
 
 
-def test_claims_are_judged_by_the_paired_interval():
+def test_claims_are_judged_by_the_holm_corrected_test():
+    """A claim reproduces (or not) only where its difference is resolved after the Holm correction: an
+    interval that excludes 0 is not enough."""
+    row = {"ci_low": 0.01, "ci_high": 0.09, "seeds": 5}
     paired = pd.DataFrame(
         [
-            {"epsilon": 3.0, "baseline": "dp-lora", "difference": 0.05, "ci_low": 0.01, "ci_high": 0.09, "seeds": 5},
-            {"epsilon": 3.0, "baseline": "rolora", "difference": -0.05, "ci_low": -0.09, "ci_high": -0.01, "seeds": 5},
-            {"epsilon": 1.0, "baseline": "ffa-lora", "difference": 0.01, "ci_low": -0.02, "ci_high": 0.04, "seeds": 5},
+            {"epsilon": 3.0, "baseline": "dp-lora", "difference": 0.05, **row, "p_holm": 0.01, "resolved": True},
+            {"epsilon": 3.0, "baseline": "rolora", "difference": -0.05, "ci_low": -0.09, "ci_high": -0.01,
+             "seeds": 5, "p_holm": 0.02, "resolved": True},
+            {"epsilon": 1.0, "baseline": "ffa-lora", "difference": 0.01, "ci_low": -0.02, "ci_high": 0.04,
+             "seeds": 5, "p_holm": 0.6, "resolved": False},
+            {"epsilon": 2.0, "baseline": "dp-lora", "difference": 0.05, **row, "p_holm": 0.12, "resolved": False},
         ]
-    )
+    )  # fmt: skip
     claims = paper_claims("cifar100-swin-t", paired)
-    assert claims["verdict"].tolist() == ["reproduces", "does not reproduce", "unresolved"]
+    assert claims["verdict"].tolist() == ["reproduces", "does not reproduce", "unresolved", "unresolved"]
     assert claims["paper"].iloc[0] == "+14.67 points (Swin-T / CIFAR-100, eps=3)"
-    assert "stand-in" not in claims["measured"].iloc[0]
+    assert "Holm p = 0.01" in claims["measured"].iloc[0] and "stand-in" not in claims["measured"].iloc[0]
     assert "(stand-in)" in paper_claims("fmnist-swin", paired)["measured"].iloc[0]
 
 
