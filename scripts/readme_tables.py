@@ -8,8 +8,10 @@ the committed notebooks.
   goal), the minutes its committed ``cpu`` outputs took (the provenance stamp) and its verdicts,
   counted from the claims table it computed (the last table output with a ``claim`` and a
   ``verdict`` column).
+* The course (in ``docs/instructors.md``): the order, what each notebook teaches and needs, its
+  prerequisites (:data:`COURSE`), its committed ``cpu`` minutes and whether it fits a 90-minute lab.
 
-Each table sits in README.md between its two markers; ``tests/test_readme.py`` fails when one is out
+Each table sits in its page between its two markers; ``tests/test_readme.py`` fails when one is out
 of date.
 
 Usage: .venv/bin/python scripts/readme_tables.py [--check]
@@ -28,7 +30,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 MARKERS = {
     name: (f"<!-- {name}-table:start (scripts/readme_tables.py) -->", f"<!-- {name}-table:end -->")
-    for name in ("finding", "notebook")
+    for name in ("finding", "notebook", "course")
+}
+LAB_MINUTES = 90
+# notebook number: (what it teaches, what it needs, the notebooks to have done first)
+COURSE = {
+    0: ("DP-SGD by hand, LoRA, FedAvg, what sigma buys", "CPU", "none"),
+    1: ("the cross term `s dB dA` and what alternation does to it", "CPU", "00"),
+    2: ("how DP noise on A and B reaches `W` (linear and product terms), with the lr schedule", "CPU", "00"),
+    3: ("Hessian eigenvalues and loss landscapes, and when a ratio is evidence", "CPU", "00, 01"),
+    4: ("methods as schedules, the LA-LoRA loop by hand, the filter, the ablation", "CPU", "00, 01, 02"),
+    5: ("the main comparison read as the paper's question needs it", "CPU (stored results); GPU for `colab`", "00, 04"),
+    6: ("the text stand-in and GLUE at paper scale", "CPU (stored); GPU for `colab`", "05"),
+    7: ("the paper's numbers as data, ours next to them, signs not levels", "CPU", "05"),
+    8: ("per-client ledgers, an empirical audit that catches a broken mechanism", "CPU, long", "00"),
+    9: ("the same clients on Flower, bit-identical, ledgers that survive a crash", "CPU (Ray)", "00, 04"),
+    10: ("what explains the paper's margin: five hypotheses, measured", "CPU (stored study)", "05, 07"),
 }
 FINDING_TASKS = {"fmnist-swin": "vision stand-in (fmnist-swin)", "wordnet-minilm": "text stand-in (wordnet-minilm)"}
 FINDING_EPSILON, FINDING_BASELINES = 3.0, ("dp-lora", "ffa-lora", "rolora")
@@ -82,12 +99,21 @@ def verdicts(rows: list[dict[str, str]]) -> str:
     return ", ".join(f"{n} {v}" for v, n in counts.most_common()) or "no claims table"
 
 
+def cpu_minutes(text: list[str]) -> float | None:
+    """The minutes of the committed ``cpu`` run, from the provenance stamp (the first markdown cell)."""
+    stamp = re.search(r"executed \S+ on .*? in (\d+) s", text[0])
+    return int(stamp[1]) / 60 if stamp else None
+
+
+def markdown(path: Path) -> list[str]:
+    return ["".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "markdown"]
+
+
 def row(path: Path, repository: str) -> str:
     nb = json.loads(path.read_text())
-    text = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown"]
+    text = markdown(path)
     title = next(line[2:] for t in text for line in t.splitlines() if line.startswith("# "))
-    stamp = re.search(r"executed \S+ on .*? in (\d+) s", text[0])
-    minutes = f"{int(stamp[1]) / 60:.1f}" if stamp else "?"
+    minutes = f"{cpu_minutes(text):.1f}" if cpu_minutes(text) is not None else "?"
     goals = next((t.split("**Learning goals.**", 1)[1] for t in text if "**Learning goals.**" in t), "")
     first = re.search(r"1\.\s+(.+?)(?:\n\d\.|\n\n|$)", goals, re.S)
     learn = " ".join(first[1].split()) if first else ""
@@ -142,11 +168,29 @@ def notebook_table(root: Path = ROOT) -> str:
     return "\n".join(lines)
 
 
+def course_table(root: Path = ROOT) -> str:
+    """The course: one row per notebook, in order (``docs/instructors.md``)."""
+    lines = [
+        f"| notebook | teaches | needs | do first | cpu min | fits a {LAB_MINUTES}-minute lab |",
+        "|---|---|---|---|---|---|",
+    ]
+    for path in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        teaches, needs, first = COURSE[int(path.stem[:2])]
+        minutes = cpu_minutes(markdown(path))
+        shown = f"{minutes:.1f}" if minutes is not None else "?"
+        # a lab runs the notebook once and leaves two thirds of its time for reading and the exercises
+        runs_in_lab = minutes is not None and minutes <= LAB_MINUTES / 3
+        fits = "yes" if runs_in_lab else "from its committed outputs, or in `smoke`"
+        link = f"[{path.stem[:2]}](../notebooks/{path.name})"
+        lines.append(f"| {link} | {teaches} | {needs} | {first} | {shown} | {fits} |")
+    return "\n".join(lines)
+
+
 def with_table(readme: str, name: str, generated: str) -> str:
     """``readme`` with the text between the markers of table ``name`` replaced by ``generated``."""
     start, end = MARKERS[name]
     if start not in readme or end not in readme:
-        raise ValueError(f"README.md has no {name} table markers ({start} ... {end})")
+        raise ValueError(f"the page has no {name} table markers ({start} ... {end})")
     head, rest = readme.split(start, 1)
     return f"{head}{start}\n{generated}\n{end}{rest.split(end, 1)[1]}"
 
@@ -158,18 +202,23 @@ def generated_readme(root: Path = ROOT) -> str:
     return with_table(readme, "notebook", notebook_table(root))
 
 
+def generated_course(root: Path = ROOT) -> str:
+    """docs/instructors.md as it should read: its course table generated afresh."""
+    return with_table((root / "docs" / "instructors.md").read_text(), "course", course_table(root))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if README.md's table is stale")
     args = parser.parse_args()
-    readme = ROOT / "README.md"
-    wanted = generated_readme()
+    pages = {ROOT / "README.md": generated_readme(), ROOT / "docs" / "instructors.md": generated_course()}
+    stale = [path.name for path, wanted in pages.items() if wanted != path.read_text()]
     if args.check:
-        if wanted != readme.read_text():
-            print("README.md's generated tables are out of date: run scripts/readme_tables.py", file=sys.stderr)
-            return 1
-        return 0
-    readme.write_text(wanted)
+        if stale:
+            print(f"generated tables out of date in {', '.join(stale)}: run scripts/readme_tables.py", file=sys.stderr)
+        return 1 if stale else 0
+    for path, wanted in pages.items():
+        path.write_text(wanted)
     return 0
 
 

@@ -57,3 +57,10 @@ def test_user_docs_hold_no_commit_hashes():
         for p in pages
     }
     assert not any(found.values()), found
+
+
+def test_the_course_table_is_up_to_date():
+    """docs/instructors.md's course table (order, needs, prerequisites, cpu minutes) is the generated one."""
+    page = (ROOT / "docs" / "instructors.md").read_text()
+    assert tables.generated_course(ROOT) == page, "run .venv/bin/python scripts/readme_tables.py"
+    assert all(f"../notebooks/{p.name}" in page for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
