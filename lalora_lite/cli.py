@@ -150,14 +150,14 @@ def cmd_quick(args: argparse.Namespace) -> None:
 def cmd_explain(args: argparse.Namespace) -> None:
     import pandas as pd
 
-    from .study.explain import EXPERIMENTS, Study, check_experiments, planned, run_study
+    from .study.explain import Study, check_experiments, planned, run_study, shape_of
     from .study.explain_report import write_report
     from .study.runs import Runner, default_workers, measured_eta
     from .tasks import get_profile
 
     profile_name = current_profile(args.profile, allowed=("smoke", "cpu"))
     get_profile(args.task, profile_name)  # an unknown task or profile fails here, before any work
-    experiments = tuple(args.experiments or EXPERIMENTS)
+    experiments = tuple(args.experiments or shape_of(args.task, profile_name).experiments)
     check_experiments(experiments)
     chosen_path = Path(args.results) / args.task / profile_name / "chosen.csv"
     chosen = pd.read_csv(chosen_path) if chosen_path.exists() else None
@@ -274,7 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     exp = sub.add_parser("explain", help="the explanation study (H1-H5): why the paper's margins do not appear here")
     common(exp)
-    exp.add_argument("--experiments", nargs="+", help="default: all five (docs/explain.md)")
+    exp.add_argument(
+        "--experiments", nargs="+", help="default: the task's (all five; the text stand-in: head-control, budget)"
+    )
     exp.add_argument("--workers", type=int, help="parallel run processes (default: one per core)")
     exp.add_argument("--results", default="results")
     exp.add_argument("--figures", default="figures")

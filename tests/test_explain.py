@@ -6,7 +6,7 @@ import math
 import pandas as pd
 
 from lalora_lite.cli import main
-from lalora_lite.study.explain import CLIP, Study, anchors, extension, lr_clip, rung_of
+from lalora_lite.study.explain import CLIP, EXPERIMENTS, Study, anchors, extension, lr_clip, planned, rung_of
 from lalora_lite.study.explain_analysis import best_of_curve, paired
 
 
@@ -40,6 +40,16 @@ def test_anchors_follow_the_comparisons_choice_and_fall_back_for_untuned_methods
     assert study.chosen_lr_clip("dp-lora", 3.0) == 0.4  # the exact chosen lr x C, not the nearest rung
     assert study.chosen_lr_clip("ffa-lora", 3.0) == lr_clip(4)  # not tuned: the anchor's rung
     assert anchors(None, "ffa-lora", 1.0) == 4
+
+
+def test_the_text_study_is_reduced_to_fit_about_three_hours_and_the_vision_study_is_whole():
+    text, vision = Study("wordnet-minilm", "cpu", None, None), Study("fmnist-swin", "cpu", None, None)
+    assert text.shape.experiments == ("head-control", "budget") and vision.shape.experiments == EXPERIMENTS
+    assert text.shape.curve_epsilons == (3.0,) and "lalora-authors" not in text.shape.head_methods
+    # 4 methods x 1 budget x 3 rungs x 3 seeds, then the budget experiment: 3 no-DP settings and 3 methods at
+    # 1x and 2x rounds, 3 seeds each
+    assert planned(text, text.shape.experiments) == 36 + 27
+    assert planned(vision, ("head-control",)) == 5 * 2 * 4 * 3
 
 
 def test_best_of_curve_and_paired_differences_with_holm():

@@ -24,12 +24,11 @@ from lalora_lite.study.paths import project_root
 UPDATE_VARIABLE = "LALORA_UPDATE_RESULTS"
 
 
-def say(text: str) -> str:
-    """Display ``text`` as markdown under the cell (and return it, for tests)."""
+def say(text: str) -> None:
+    """Display ``text`` as markdown under the cell."""
     from IPython.display import Markdown, display
 
     display(Markdown(text))
-    return text
 
 
 def updates_committed_results(profile: str) -> bool:
