@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lalora_lite.study.paper import ours_vs_reported, paper_layout, reported, reported_path
+from lalora_lite.study.paper import ours_vs_reported, paper_layout, plot_ours_vs_reported, reported, reported_path
 
 
 def test_reported_cells_are_complete_and_checked():
@@ -94,3 +94,12 @@ def test_ours_next_to_the_paper_with_sign_verdicts(tmp_path):
     assert table.loc["rolora", "sign"] == "contradicts"  # RoLoRA ahead by an interval excluding 0
     assert table.loc["ffa-lora", "sign"] == "unresolved"  # differences 0.1, -0.08, 0.04
     assert table.loc["dp-lora", "paper_lalora_minus_it"] == pytest.approx(60.07 - 45.40)
+
+
+def test_a_stand_in_is_compared_with_the_paper_by_sign_never_by_level(tmp_path):
+    fake_results(tmp_path, "fmnist-swin", "cpu", {"lalora": [0.60, 0.62, 0.64], "dp-lora": [0.50, 0.51, 0.55]})
+    table = ours_vs_reported(tmp_path).set_index("method")
+    assert table["stand_in"].all() and table["ours_minus_paper"].isna().all()
+    assert table.loc["dp-lora", "sign"] in ("agrees", "unresolved")  # the sign comparison is kept
+    plot_ours_vs_reported(table.reset_index(), tmp_path / "signs.png")
+    assert (tmp_path / "signs.png").stat().st_size > 0

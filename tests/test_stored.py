@@ -62,6 +62,7 @@ def test_claims_are_judged_by_the_holm_corrected_test():
     claims = paper_claims("cifar100-swin-t", paired)
     assert claims["verdict"].tolist() == ["reproduces", "does not reproduce", "unresolved", "unresolved"]
     assert claims["paper"].iloc[0] == "+14.67 points (Swin-T / CIFAR-100, eps=3)"
+    assert claims["paper"].iloc[3] == "no row at eps=2"  # never the eps = 3 difference beside an eps = 2 claim
     assert "Holm p = 0.01" in claims["measured"].iloc[0] and "stand-in" not in claims["measured"].iloc[0]
     assert "(stand-in)" in paper_claims("fmnist-swin", paired)["measured"].iloc[0]
 

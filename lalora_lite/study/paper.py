@@ -24,7 +24,7 @@ import pandas as pd
 from ..methods import METHODS
 from .paths import project_root
 from .stats import paired_differences, run_table, summary
-from .style import color, hatch
+from .style import color
 
 COLUMNS = ("table", "model", "dataset", "epsilon", "method", "metric", "value", "note", "source")
 TABLES = ("main", "ablation", "language", "sharpness")
@@ -116,7 +116,8 @@ def ours_vs_reported(results_dir: Path, table: pd.DataFrame | None = None) -> pd
                 "ours_high": 100 * m["ci_high"],
                 "seeds": int(m["seeds"]),
                 "paper": r.value,
-                "ours_minus_paper": 100 * m["mean"] - r.value,
+                # levels compare only where the setting is the paper's; a stand-in is compared by sign
+                "ours_minus_paper": math.nan if stand_in else 100 * m["mean"] - r.value,
             }
             lalora = cell[(cell["method"] == "lalora") & (cell["epsilon"] == r.epsilon)]
             pair = (
@@ -147,12 +148,12 @@ def paper_claims(task: str, paired: pd.DataFrame, table: pd.DataFrame | None = N
     cell = table[(table["model"] == model) & (table["dataset"] == dataset) & (table["metric"] == "accuracy")]
     rows = []
     for r in paired.itertuples():
-        theirs = cell[cell["method"].isin(["lalora", r.baseline])]
-        value, eps = theirs.set_index("method")["value"], theirs["epsilon"].iloc[0] if len(theirs) else None
+        theirs = cell[cell["method"].isin(["lalora", r.baseline]) & (cell["epsilon"] == r.epsilon)]
+        value = theirs.drop_duplicates("method").set_index("method")["value"]
         paper = (
-            f"{value['lalora'] - value[r.baseline]:+.2f} points ({model} / {dataset}, eps={eps:g})"
-            if len(theirs) == 2
-            else "not reported"
+            f"{value['lalora'] - value[r.baseline]:+.2f} points ({model} / {dataset}, eps={r.epsilon:g})"
+            if len(value) == 2
+            else f"no row at eps={r.epsilon:g}"
         )
         sign = _sign_verdict(1.0, r.difference, r.resolved)
         verdict = {"agrees": "reproduces", "contradicts": "does not reproduce", "unresolved": "unresolved"}[sign]
@@ -182,39 +183,43 @@ def _sign_verdict(paper_sign: float, difference: float, resolved: bool) -> str:
 
 
 def plot_ours_vs_reported(comparison: pd.DataFrame, path: Path) -> None:
-    """One panel per (task, profile, epsilon): the paper's value (open bar) and ours (mean, 95 % interval)."""
-    groups = list(comparison.groupby(["task", "profile", "epsilon"], sort=False))
-    fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 4.0), squeeze=False, sharey=True)
+    """One panel per (task, profile, epsilon): our LA-LoRA minus each baseline (mean, 95 % paired interval),
+    with the paper's side of 0 shaded. A stand-in is compared with the paper by sign only, so the paper's
+    magnitude is drawn (open marker) only where the setting is the paper's own."""
+    rows_with_pairs = comparison.dropna(subset=["lalora_minus_it"])
+    groups = list(rows_with_pairs.groupby(["task", "profile", "epsilon"], sort=False))
+    fig, axes = plt.subplots(
+        1,
+        max(len(groups), 1),
+        figsize=(4.0 * max(len(groups), 1), 3.8),
+        squeeze=False,
+        sharey=True,
+        layout="constrained",
+    )
     for ax, ((task, profile, eps), rows) in zip(axes[0], groups):
         x = np.arange(len(rows))
-        colours = [color(m) for m in rows["method"]]
-        for xi, m, value in zip(x, rows["method"], rows["paper"]):
-            ax.bar(
+        for xi, r in zip(x, rows.itertuples()):
+            side = (0, 100) if r.paper_lalora_minus_it > 0 else (-100, 0)
+            ax.fill_between([xi - 0.4, xi + 0.4], *side, color="#009E73", alpha=0.10, lw=0)
+            ax.errorbar(
                 xi,
-                value,
-                0.6,
-                fill=False,
-                edgecolor=color(m),
-                hatch=hatch(m),
-                lw=1.5,
-                label="paper (reported)" if xi == 0 else None,
+                r.lalora_minus_it,
+                yerr=[[r.lalora_minus_it - r.diff_low], [r.diff_high - r.lalora_minus_it]],
+                fmt="o",
+                color=color(r.method),
+                ecolor="black",
+                capsize=3,
             )
-        ax.errorbar(
-            x,
-            rows["ours"],
-            yerr=[rows["ours"] - rows["ours_low"], rows["ours_high"] - rows["ours"]],
-            fmt="none",
-            ecolor="black",
-            capsize=3,
-        )
-        ax.scatter(x, rows["ours"], c=colours, zorder=3, label="ours (mean, 95 % interval)")
-        ax.set_xticks(x, rows["method"], rotation=30, fontsize=8)
-        ax.set_xlim(-0.7, len(rows) - 0.3)
+            if not r.stand_in:
+                ax.scatter(xi, r.paper_lalora_minus_it, facecolors="none", edgecolors=color(r.method), s=60)
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set_xticks(x, [f"minus {m}" for m in rows["method"]], fontsize=8)
         model, dataset, stand_in = PAPER_CELL[task]
-        label = f"{task} [{profile}]" + (" — a STAND-IN" if stand_in else "")
-        ax.set_title(f"{label}\nvs paper {model} / {dataset}, eps={eps:g}", fontsize=8)
-        ax.set_ylabel("test accuracy (%)")
-    axes[0][0].legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
+        label = f"{task} [{profile}]" + (" (stand-in: sign only)" if stand_in else "")
+        ax.set_title(f"{label}\npaper: {model} / {dataset}, eps={eps:g}", fontsize=8)
+        ax.grid(alpha=0.3, axis="y")
+    low, high = rows_with_pairs["diff_low"].min(), rows_with_pairs["diff_high"].max()
+    axes[0][0].set_ylim(min(low, 0) - 2, max(high, 0) + 2)  # the panels share y
+    axes[0][0].set_ylabel("LA-LoRA minus baseline (points)\nshaded: the paper's side of 0")
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -190,16 +190,20 @@ def plot_curves(history: pd.DataFrame, epsilon: float, meta: dict, title: str, p
             ax=ax,
         )
     _reference_lines(ax, meta)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set(xlabel="round", ylabel="test accuracy (%)", title=_wrap(title))
+    evaluated = sorted(data["round"].unique())
+    if len(evaluated) <= 12:  # ticks at the rounds that were evaluated, not at rounds that have no point
+        ax.set_xticks(evaluated)
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set(xlabel="round (evaluated)", ylabel="test accuracy (%)", title=_wrap(title))
     ax.title.set_fontsize(9)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: the bands fill the panel
     _save(fig, path)
 
 
 def _save(fig: plt.Figure, path: Path) -> None:
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 
