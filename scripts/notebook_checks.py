@@ -4,7 +4,7 @@
   or more digits) must appear in one of the notebook's outputs or code cells, or in its declared
   constants (``metadata.lalora.constants``: the paper's numbers, sizes of public models; a list of
   number strings). Years (1900-2099), two-digit notebook labels (``05``) and URLs are not numbers of
-  the run. Readings, claims and worked solutions render their numbers with
+  the run, nor are arXiv identifiers. Readings, claims and worked solutions render their numbers with
   :func:`lalora_lite.study.notebook.say`, so their text is an output.
 * **Exercises.** The ``## Exercises`` cell numbers its exercises; one code cell per exercise, tagged
   ``solution``, its source folded (``jupyter.source_hidden``), starts ``# Solution to exercise k``.
@@ -32,7 +32,7 @@ import nbformat
 ROOT = Path(__file__).resolve().parents[1]
 STAMP = "> **Outputs below:**"
 NUMBER = re.compile(r"(?<![\w.,/-])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(\s?%)?(?![\w])")
-URL = re.compile(r"\(?https?://[^\s)]+\)?|\]\([^)]*\)")
+URL = re.compile(r"\(?https?://[^\s)]+\)?|\]\([^)]*\)|arXiv:\s?\S+")
 HTML_TAG = re.compile(r"<[^>]+>")
 MACHINE = re.compile(r"(/work/|/home/|/tmp/|/content/|site-packages)")
 WARNING = re.compile(r"DeprecationWarning|FutureWarning|deprecated")
