@@ -218,7 +218,9 @@ def plot_ours_vs_reported(comparison: pd.DataFrame, path: Path) -> None:
         label = f"{task} [{profile}]" + (" (stand-in: sign only)" if stand_in else "")
         ax.set_title(f"{label}\npaper: {model} / {dataset}, eps={eps:g}", fontsize=8)
         ax.grid(alpha=0.3, axis="y")
-    low, high = rows_with_pairs["diff_low"].min(), rows_with_pairs["diff_high"].max()
+    spread = pd.concat([rows_with_pairs["diff_low"], rows_with_pairs["diff_high"], rows_with_pairs["lalora_minus_it"]])
+    spread = spread[np.isfinite(spread)]  # one seed: no interval
+    low, high = (spread.min(), spread.max()) if len(spread) else (0.0, 0.0)
     axes[0][0].set_ylim(min(low, 0) - 2, max(high, 0) + 2)  # the panels share y
     axes[0][0].set_ylabel("LA-LoRA minus baseline (points)\nshaded: the paper's side of 0")
     fig.savefig(path, dpi=120)
