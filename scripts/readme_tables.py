@@ -105,15 +105,21 @@ def cpu_minutes(text: list[str]) -> float | None:
     return int(stamp[1]) / 60 if stamp else None
 
 
-def markdown(path: Path) -> list[str]:
-    return ["".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "markdown"]
+def markdown(nb: dict) -> list[str]:
+    """The sources of a notebook's markdown cells, in order."""
+    return ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown"]
+
+
+def shown_minutes(text: list[str]) -> str:
+    minutes = cpu_minutes(text)
+    return f"{minutes:.1f}" if minutes is not None else "?"
 
 
 def row(path: Path, repository: str) -> str:
     nb = json.loads(path.read_text())
-    text = markdown(path)
+    text = markdown(nb)
     title = next(line[2:] for t in text for line in t.splitlines() if line.startswith("# "))
-    minutes = f"{cpu_minutes(text):.1f}" if cpu_minutes(text) is not None else "?"
+    minutes = shown_minutes(text)
     goals = next((t.split("**Learning goals.**", 1)[1] for t in text if "**Learning goals.**" in t), "")
     first = re.search(r"1\.\s+(.+?)(?:\n\d\.|\n\n|$)", goals, re.S)
     learn = " ".join(first[1].split()) if first else ""
@@ -176,8 +182,8 @@ def course_table(root: Path = ROOT) -> str:
     ]
     for path in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         teaches, needs, first = COURSE[int(path.stem[:2])]
-        minutes = cpu_minutes(markdown(path))
-        shown = f"{minutes:.1f}" if minutes is not None else "?"
+        text = markdown(json.loads(path.read_text()))
+        minutes, shown = cpu_minutes(text), shown_minutes(text)
         # a lab runs the notebook once and leaves two thirds of its time for reading and the exercises
         runs_in_lab = minutes is not None and minutes <= LAB_MINUTES / 3
         fits = "yes" if runs_in_lab else "from its committed outputs, or in `smoke`"
