@@ -7,7 +7,7 @@ import pandas as pd
 
 from lalora_lite.cli import main
 from lalora_lite.study.explain import CLIP, EXPERIMENTS, Study, anchors, extension, lr_clip, planned, rung_of
-from lalora_lite.study.explain_analysis import best_of_curve, paired
+from lalora_lite.study.explain_analysis import best_of_curve, paired, tuning_check
 
 
 def test_the_ladder_is_sqrt2_spaced_and_rungs_round_trip():
@@ -69,6 +69,28 @@ def test_best_of_curve_and_paired_differences_with_holm():
     diffs = paired([("a minus b", a, b), ("b minus a", b, a)])
     assert diffs["difference"].round(6).tolist() == [0.1, -0.1]
     assert diffs["p_t"].tolist() == [0.0, 0.0] and diffs["p_sign_flip"].tolist() == [0.25, 0.25]
+
+
+def test_the_tuning_check_prices_the_comparisons_pick_on_the_curves():
+    means = {2: 0.60, 3: 0.66, 4: 0.70, 5: 0.50}  # rung -> mean accuracy; rung 4 (lr x C 0.4) is the best
+    curves = pd.DataFrame(
+        [
+            {"method": "m", "arm": "default", "epsilon": 1.0, "lr_clip": lr_clip(k), "seed": s, "accuracy": acc}
+            for k, acc in means.items()
+            for s in range(3)
+        ]
+    )
+
+    def check(lr, clip):
+        chosen = pd.DataFrame([{"method": "m", "epsilon": 1.0, "lr": lr, "clip_norm": clip},
+                               {"method": "untuned", "epsilon": 1.0, "lr": 0.1, "clip_norm": 1.0}])  # fmt: skip
+        return tuning_check(curves, chosen)
+
+    table, verdict = check(0.2, 2.0)  # lr x C 0.4: the best rung
+    assert len(table) == 1 and verdict.verdict == "not a lottery"
+    assert table["lost"].item() == 0 and math.isclose(table["cliff"].item(), 0.20)
+    table, verdict = check(0.1, 2.0)  # lr x C 0.2: 10 points below the best
+    assert verdict.verdict == "a lottery" and math.isclose(table["lost"].item(), 0.10)
 
 
 def _explain(tmp_path, runs, results, workers):

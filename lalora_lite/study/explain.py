@@ -82,7 +82,7 @@ class Shape:
 
 
 SHAPES = {
-    "cpu": Shape((-2, -1, 0, 1), (-1, 0, 1), 3, (0, 1, 2), (0, 1, 2, 3, 4)),
+    "cpu": Shape((-2, -1, 0, 1), (-1, 0, 1), 5, (0, 1, 2), (0, 1, 2, 3, 4)),
     "smoke": Shape((0,), (0,), 0, (0,), (0,)),
 }
 # A text run costs ~5x a vision run: the text study keeps near 3 h on 2 cores with H1 at eps 3 and H4 (docs/explain.md)

@@ -18,12 +18,12 @@ import pandas as pd
 
 from ..smoothing import white_noise_gain
 from .arms import get_arm
-from .explain import CURVE_EPSILONS, DOSE_METHODS, EXPERIMENTS, HEAD_CONTROL
+from .explain import CURVE_EPSILONS, DOSE_METHODS, EXPERIMENTS, HEAD_CONTROL, lr_clip, rung_of
 from .stats import difference_row, t_interval, with_holm
 from .tables import p_value
 
 LORA_GAP = 0.02  # H1: dp-head within this much of the best LoRA method means the stand-in cannot test LoRA claims
-MARGIN = 0.05  # H2 and H4: a margin of this size counts as "the paper's kind of gap"
+MARGIN = 0.05  # H2 and H4: a margin of this size counts as "the paper's kind of gap"; the tuning check's lottery
 WORKERS = 2  # the wall time reported: the runs' single-thread time spread over this many workers
 
 
@@ -96,6 +96,49 @@ def by_seed(runs: pd.DataFrame, **where: object) -> pd.Series:
     for column, value in where.items():
         mask &= (runs[column] == value).to_numpy()
     return runs[mask].groupby("seed")["accuracy"].mean()
+
+
+def chosen_path(folder: Path) -> Path:
+    """The comparison's ``chosen.csv`` for the study in ``folder`` (``results/explain/<task>/<profile>``)."""
+    return folder.parents[2] / folder.parent.name / folder.name / "chosen.csv"
+
+
+def tuning_check(curves: pd.DataFrame, chosen: pd.DataFrame) -> tuple[pd.DataFrame, Verdict]:
+    """Was the comparison's tuning a lottery? Per method and budget that both H1's curves and the comparison
+    tuned: the comparison's pick (one seed's validation split, factor-2 grid in lr and C) as lr x C, the
+    curve's 3-seed mean there (``at_chosen``), the curve's best (``best``), what the pick lost (``lost``) and
+    the drop one sqrt(2) rung above the best (``cliff``). A lottery: some pick lost >= :data:`MARGIN`."""
+    table = curve_table(curves[curves["arm"] == "default"])
+    rows = []
+    for r in chosen.itertuples():
+        g = table[(table["method"] == r.method) & (table["epsilon"] == float(r.epsilon))]
+        if g.empty:
+            continue
+        means = dict(zip(g["lr_clip"].map(rung_of), g["mean"]))
+        best, pick = max(means, key=lambda k: (means[k], -k)), rung_of(r.lr * r.clip_norm)
+        rows.append(
+            {
+                "method": r.method,
+                "epsilon": float(r.epsilon),
+                "chosen_lr_clip": r.lr * r.clip_norm,
+                "at_chosen": means.get(pick, math.nan),
+                "best_lr_clip": lr_clip(best),
+                "best": means[best],
+                "lost": means[best] - means.get(pick, math.nan),
+                "cliff": means[best] - means.get(best + 1, math.nan),
+            }
+        )
+    check = pd.DataFrame(rows)
+    if check.empty or check["lost"].isna().all():
+        return check, Verdict("tuning", "not run", "")
+    worst = check.loc[check["lost"].idxmax()]
+    lottery = bool(worst["lost"] >= MARGIN)
+    evidence = (
+        f"the comparison's pick is at most {100 * worst['lost']:.1f} points below the curve's best "
+        f"({worst['method']} at eps={worst['epsilon']:g}; {int(check['lost'].notna().sum())} picks on the curves); "
+        f"one rung above the best the mean drops by up to {100 * check['cliff'].max():.1f} points"
+    )
+    return check, Verdict("tuning", "a lottery" if lottery else "not a lottery", evidence)
 
 
 # --- the five hypotheses ----------------------------------------------------------------------------------

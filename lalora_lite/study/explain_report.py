@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from .explain import EXPERIMENTS
-from .explain_analysis import HYPOTHESES, WORKERS, Verdict, analyse, load
+from .explain_analysis import HYPOTHESES, MARGIN, WORKERS, Verdict, analyse, chosen_path, load, tuning_check
 from .tables import DIFFERENCE_HEADER, difference_cells, markdown_table
 
 
@@ -54,15 +54,37 @@ def _diff_markdown(diffs: pd.DataFrame) -> str:
 
 def _table_markdown(table: pd.DataFrame) -> str:
     shown = table.copy()
-    for c in ("mean", "ci_low", "ci_high"):
+    for c in ("mean", "ci_low", "ci_high", "at_chosen", "best", "lost", "cliff"):
         if c in shown:
             shown[c] = (100 * shown[c]).round(1)
-    for c in ("lr_clip", "gain"):
+    for c in ("lr_clip", "gain", "chosen_lr_clip", "best_lr_clip"):
         if c in shown:
             shown[c] = shown[c].map(lambda v: f"{v:.3g}")
     for c in (c for c in shown.columns if "hours" in c):
         shown[c] = shown[c].round(2)
     return markdown_table(list(shown.columns), shown.astype(object).where(shown.notna(), "").values.tolist())
+
+
+def tuning_markdown(folder: Path) -> list[str]:
+    """The tuning check's section (H1's curves against the comparison's picks); empty without either."""
+    data = load(folder)
+    if "head-control" not in data or not chosen_path(folder).exists():
+        return []
+    check, verdict = tuning_check(data["head-control"], pd.read_csv(chosen_path(folder)))
+    if check.empty:
+        return []
+    keep = (
+        "the comparison's protocol is kept"
+        if verdict.verdict == "not a lottery"
+        else "the comparison needs a finer search"
+    )
+    return [
+        "## Was the comparison's tuning a lottery?",
+        f"The comparison picked each setting on one seed's validation split from a factor-2 grid; H1's curves "
+        f"(sqrt(2) rungs, 3 seeds) say what that pick cost. A lottery: a pick {100 * MARGIN:.0f} or more points "
+        f"below the curve's best. **{verdict.verdict.capitalize()}** ({keep}): {verdict.evidence}.",
+        _table_markdown(check),
+    ]
 
 
 def summary_markdown(folder: Path) -> str:
@@ -84,6 +106,7 @@ def summary_markdown(folder: Path) -> str:
         parts += [f"## {key}: {HYPOTHESES[key]}", f"**Verdict: {verdict.verdict}.** {verdict.evidence}"]
         parts += [_table_markdown(table)] if not table.empty else []
         parts += [_diff_markdown(diffs)] if not diffs.empty else []
+        parts += tuning_markdown(folder) if key == "H1" else []
     parts += [
         "## Wall time",
         "Summed single-thread run time of each experiment's own runs (a run two experiments "
