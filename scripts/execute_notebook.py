@@ -22,8 +22,9 @@ from pathlib import Path
 import nbclient
 import nbformat
 
+from lalora_lite.study.notebook import STAMP
+
 ROOT = Path(__file__).resolve().parent.parent
-STAMP = "> **Outputs below:**"
 
 
 PROVENANCE = ("lalora_lite", "notebooks", "scripts", "results")  # what a notebook's outputs depend on

@@ -29,8 +29,9 @@ from pathlib import Path
 
 import nbformat
 
+from lalora_lite.study.notebook import STAMP
+
 ROOT = Path(__file__).resolve().parents[1]
-STAMP = "> **Outputs below:**"
 NUMBER = re.compile(r"(?<![\w.,/-])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(\s?%)?(?![\w])")
 URL = re.compile(r"\(?https?://[^\s)]+\)?|\]\([^)]*\)|arXiv:\s?\S+")
 HTML_TAG = re.compile(r"<[^>]+>")

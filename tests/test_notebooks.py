@@ -12,11 +12,12 @@ import nbclient
 import nbformat
 import pytest
 
+from lalora_lite.study.notebook import STAMP
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 # notebook 09 starts Ray (a Flower simulation): scripts/test.sh runs it after the parallel pass
 RUNS = [pytest.param(p, id=p.stem, marks=[pytest.mark.serial] if p.stem == "09_flower" else []) for p in NOTEBOOKS]
-STAMP = "> **Outputs below:**"
 
 
 def inline_images(nb: nbformat.NotebookNode) -> int:

@@ -9,6 +9,8 @@
 * :func:`quiet` turns off the warnings and progress widgets that third-party libraries print and that
   say nothing about the run (deprecations inside Ray and Flower, opacus' secure-RNG notice, the
   Hugging Face loading widgets).
+* :data:`STAMP` opens the first cell of a committed notebook: which profile, commit and machine made
+  its outputs (written by ``scripts/execute_notebook.py``, checked by the tests).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 from lalora_lite.study.paths import project_root
 
 UPDATE_VARIABLE = "LALORA_UPDATE_RESULTS"
+STAMP = "> **Outputs below:**"
 
 
 def say(text: str) -> None:
