@@ -94,8 +94,10 @@ def summary_markdown(folder: Path) -> str:
         f"# The explanation study: {folder.parent.name} [{folder.name}]",
         "Made by `lalora explain` (`lalora_lite/study/explain.py`; the design is `docs/explain.md`). Accuracies "
         "in percent; differences in points, paired by seed, with 95 % t-intervals, the t-test's p-value, its Holm "
-        "adjustment over the hypothesis's comparisons and the exact sign-flip p-value (with 3 seeds its smallest "
-        "possible value is 0.25, with 5 seeds 0.0625). *Resolved*: Holm-adjusted p < 0.05.",
+        "adjustment within its family (the comparisons a verdict rests on form one family, listed first; the "
+        "descriptive ones beside them another) and the exact sign-flip p-value (with 3 seeds its smallest possible "
+        "value is 0.25, with 5 seeds 0.0625). *Resolved*: Holm-adjusted p < 0.05. The verdict rules are "
+        "`docs/explain.md`'s table.",
         "## Verdicts",
         markdown_table(
             ["hypothesis", "claim", "verdict"],
