@@ -87,7 +87,7 @@ SHAPES = {
 }
 # A text run costs ~5x a vision run: the text study keeps near 3 h on 2 cores with H1 at eps 3 and H4 (docs/explain.md)
 TEXT_METHODS = ("dp-head", "dp-lora", "ffa-lora", "lalora")
-TEXT = Shape((-1, 0, 1), (-1, 0, 1), 2, (0, 1, 2), (0, 1, 2, 3, 4), (3.0,), TEXT_METHODS, ("head-control", "budget"))
+TEXT = Shape((-1, 0, 1), (-1, 0, 1), 4, (0, 1, 2), (0, 1, 2, 3, 4), (3.0,), TEXT_METHODS, ("head-control", "budget"))
 TASK_SHAPES = {("wordnet-minilm", "cpu"): TEXT}
 
 

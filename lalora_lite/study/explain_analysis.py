@@ -114,7 +114,8 @@ def tuning_check(curves: pd.DataFrame, chosen: pd.DataFrame) -> tuple[pd.DataFra
     """Was the comparison's tuning a lottery? Per method and budget that both H1's curves and the comparison
     tuned: the comparison's pick (one seed's validation split, factor-2 grid in lr and C) as lr x C, the
     curve's 3-seed mean there (``at_chosen``), the curve's best (``best``), what the pick lost (``lost``) and
-    the drop one sqrt(2) rung above the best (``cliff``). A lottery: some pick lost >= :data:`MARGIN`."""
+    the drop one sqrt(2) rung above the best (``cliff``). A pick off the ladder is read at its nearest rung
+    (``read_at``, within a factor 2**0.25). A lottery: some pick lost >= :data:`MARGIN`."""
     table = curve_table(curves[curves["arm"] == "default"])
     rows = []
     for r in chosen.itertuples():
@@ -128,6 +129,7 @@ def tuning_check(curves: pd.DataFrame, chosen: pd.DataFrame) -> tuple[pd.DataFra
                 "method": r.method,
                 "epsilon": float(r.epsilon),
                 "chosen_lr_clip": r.lr * r.clip_norm,
+                "read_at": lr_clip(pick),  # the nearest rung: off the ladder, a pick is read there
                 "at_chosen": means.get(pick, math.nan),
                 "best_lr_clip": lr_clip(best),
                 "best": means[best],

@@ -57,7 +57,7 @@ def _table_markdown(table: pd.DataFrame) -> str:
     for c in ("mean", "ci_low", "ci_high", "at_chosen", "best", "lost", "cliff"):
         if c in shown:
             shown[c] = (100 * shown[c]).round(1)
-    for c in ("lr_clip", "gain", "chosen_lr_clip", "best_lr_clip"):
+    for c in ("lr_clip", "gain", "chosen_lr_clip", "read_at", "best_lr_clip"):
         if c in shown:
             shown[c] = shown[c].map(lambda v: f"{v:.3g}")
     for c in (c for c in shown.columns if "hours" in c):
