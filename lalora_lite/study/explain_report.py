@@ -65,9 +65,9 @@ def _table_markdown(table: pd.DataFrame) -> str:
     return markdown_table(list(shown.columns), shown.astype(object).where(shown.notna(), "").values.tolist())
 
 
-def tuning_markdown(folder: Path) -> list[str]:
-    """The tuning check's section (H1's curves against the comparison's picks); empty without either."""
-    data = load(folder)
+def tuning_markdown(folder: Path, data: dict[str, pd.DataFrame]) -> list[str]:
+    """The tuning check's section (H1's curves in ``data``, the study's loaded tables, against the comparison's
+    picks); empty without either."""
     if "head-control" not in data or not chosen_path(folder).exists():
         return []
     check, verdict = tuning_check(data["head-control"], pd.read_csv(chosen_path(folder)))
@@ -89,7 +89,7 @@ def tuning_markdown(folder: Path) -> list[str]:
 
 def summary_markdown(folder: Path) -> str:
     """``summary.md``: the verdicts, then per hypothesis its table and paired differences, and the wall time."""
-    results = analyse(folder)
+    results, data = analyse(folder), load(folder)
     parts = [
         f"# The explanation study: {folder.parent.name} [{folder.name}]",
         "Made by `lalora explain` (`lalora_lite/study/explain.py`; the design is `docs/explain.md`). Accuracies "
@@ -108,7 +108,7 @@ def summary_markdown(folder: Path) -> str:
         parts += [f"## {key}: {HYPOTHESES[key]}", f"**Verdict: {verdict.verdict}.** {verdict.evidence}"]
         parts += [_table_markdown(table)] if not table.empty else []
         parts += [_diff_markdown(diffs)] if not diffs.empty else []
-        parts += tuning_markdown(folder) if key == "H1" else []
+        parts += tuning_markdown(folder, data) if key == "H1" else []
     parts += [
         "## Wall time",
         "Summed single-thread run time of each experiment's own runs (a run two experiments "
