@@ -368,9 +368,9 @@ def _too_few_seeds(result: tuple[pd.DataFrame, pd.DataFrame, Verdict]) -> tuple[
     return table, diffs, verdict
 
 
-def analyse(folder: Path) -> dict[str, tuple[pd.DataFrame, pd.DataFrame, Verdict]]:
-    """Each stored hypothesis's (table, paired differences, verdict), keyed H1-H5."""
-    data = load(folder)
+def analyse(data: dict[str, pd.DataFrame]) -> dict[str, tuple[pd.DataFrame, pd.DataFrame, Verdict]]:
+    """Each hypothesis's (table, paired differences, verdict), keyed H1-H5, from the study's tables
+    (:func:`load`); a hypothesis without its experiment's table is left out."""
     out = {}
     for key, experiment in (
         ("H1", "head-control"),

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .explain_analysis import analyse, curve_table, load
+from .explain_analysis import curve_table
 from .style import color, style
 
 
@@ -129,9 +129,9 @@ def plot_differences(diffs: pd.DataFrame, title: str, path: Path) -> Path:
     return _save(fig, path)
 
 
-def plot_study(folder: Path, figures: Path) -> list[Path]:
-    """Every figure the stored study in ``folder`` (``results/explain/<task>/<profile>``) supports."""
-    data, results = load(folder), analyse(folder)
+def plot_study(folder: Path, figures: Path, data: dict[str, pd.DataFrame], results: dict) -> list[Path]:
+    """Every figure the study in ``folder`` (``results/explain/<task>/<profile>``) supports, from its tables
+    ``data`` (:func:`.explain_analysis.load`) and their analysis ``results`` (:func:`.explain_analysis.analyse`)."""
     task, profile = folder.parent.name, folder.name
     stem = figures / f"explain-{task}-{profile}"
     written = []

@@ -21,10 +21,10 @@ def verdict_table(results: dict[str, tuple[pd.DataFrame, pd.DataFrame, Verdict]]
     return pd.DataFrame(rows)
 
 
-def wall_hours(folder: Path) -> pd.DataFrame:
-    """Per experiment: distinct runs, their summed single-thread run time, and that time on :data:`WORKERS`
-    workers (a run several experiments share is counted in the first that made it)."""
-    data, seen, rows = load(folder), set(), []
+def wall_hours(data: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per experiment in the study's tables ``data``: distinct runs, their summed single-thread run time, and that
+    time on :data:`WORKERS` workers (a run several experiments share is counted in the first that made it)."""
+    seen, rows = set(), []
     for experiment in EXPERIMENTS:
         if experiment not in data:
             continue
@@ -87,9 +87,9 @@ def tuning_markdown(folder: Path, data: dict[str, pd.DataFrame]) -> list[str]:
     ]
 
 
-def summary_markdown(folder: Path) -> str:
-    """``summary.md``: the verdicts, then per hypothesis its table and paired differences, and the wall time."""
-    results, data = analyse(folder), load(folder)
+def summary_markdown(folder: Path, data: dict[str, pd.DataFrame], results: dict) -> str:
+    """``summary.md`` for the study in ``folder`` from its tables ``data`` and their analysis ``results``: the
+    verdicts, then per hypothesis its table and paired differences, and the wall time."""
     parts = [
         f"# The explanation study: {folder.parent.name} [{folder.name}]",
         "Made by `lalora explain` (`lalora_lite/study/explain.py`; the design is `docs/explain.md`). Accuracies "
@@ -113,7 +113,7 @@ def summary_markdown(folder: Path) -> str:
         "## Wall time",
         "Summed single-thread run time of each experiment's own runs (a run two experiments "
         f"share counts once) and that time on {WORKERS} workers:",
-        _table_markdown(wall_hours(folder)),
+        _table_markdown(wall_hours(data)),
     ]
     return "\n\n".join(parts) + "\n"
 
@@ -122,8 +122,10 @@ def write_report(folder: Path, figures: Path) -> list[Path]:
     """``summary.md`` and ``verdicts.csv`` in ``folder`` and the figures (:mod:`.explain_plots`); the paths."""
     from .explain_plots import plot_study
 
-    if not load(folder):
+    data = load(folder)
+    if not data:
         return []
-    (folder / "summary.md").write_text(summary_markdown(folder))
-    verdict_table(analyse(folder)).to_csv(folder / "verdicts.csv", index=False)
-    return [folder / "summary.md", folder / "verdicts.csv", *plot_study(folder, figures)]
+    results = analyse(data)
+    (folder / "summary.md").write_text(summary_markdown(folder, data, results))
+    verdict_table(results).to_csv(folder / "verdicts.csv", index=False)
+    return [folder / "summary.md", folder / "verdicts.csv", *plot_study(folder, figures, data, results)]
