@@ -4,8 +4,9 @@ is known: each rule gives *supported*, *not supported* and *inconclusive* where 
 import numpy as np
 import pandas as pd
 
-from lalora_lite.study.explain import lr_clip
+from lalora_lite.study.explain import lr_clip, shape_of
 from lalora_lite.study.explain_analysis import authors_protocol, budget, dose_response, filter_strength, head_control
+from lalora_lite.study.explain_report import verdict_table
 
 SEEDS = range(5)
 JITTER = np.array([0.004, -0.003, 0.002, -0.004, 0.001])  # per-seed noise, mean ~0: small intervals
@@ -99,3 +100,15 @@ def test_h5_a_width_two_points_better_is_supported_and_none_close_to_it_is_not()
     assert filter_strength(widths(0.05))[2].verdict == "supported"
     assert filter_strength(widths(0.0))[2].verdict == "not supported"
     assert filter_strength(widths(0.015))[2].verdict == "inconclusive"  # below 2 points, but 2 not excluded
+
+
+def test_a_hypothesis_outside_the_tasks_study_is_marked_so_and_one_inside_it_not_run():
+    table = verdict_table({}, shape_of("wordnet-minilm", "cpu").experiments).set_index("hypothesis")["verdict"]
+    assert table.to_dict() == {
+        "H1": "not run",
+        "H2": "not in this study",
+        "H3": "not in this study",
+        "H4": "not run",
+        "H5": "not in this study",
+    }
+    assert set(verdict_table({}, shape_of("fmnist-swin", "cpu").experiments)["verdict"]) == {"not run"}

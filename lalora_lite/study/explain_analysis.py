@@ -358,6 +358,13 @@ HYPOTHESES = {
     "or the text gap to FFA-LoRA halves at twice the rounds)",
     "H5": "the filter's strength matters (some width beats the paper's 5 taps by >= 2 points, resolved)",
 }
+EXPERIMENT_OF = {
+    "H1": "head-control",
+    "H2": "authors-protocol",
+    "H3": "dose-response",
+    "H4": "budget",
+    "H5": "filter-strength",
+}
 
 
 def _too_few_seeds(result: tuple[pd.DataFrame, pd.DataFrame, Verdict]) -> tuple[pd.DataFrame, pd.DataFrame, Verdict]:
@@ -372,13 +379,8 @@ def analyse(data: dict[str, pd.DataFrame]) -> dict[str, tuple[pd.DataFrame, pd.D
     """Each hypothesis's (table, paired differences, verdict), keyed H1-H5, from the study's tables
     (:func:`load`); a hypothesis without its experiment's table is left out."""
     out = {}
-    for key, experiment in (
-        ("H1", "head-control"),
-        ("H2", "authors-protocol"),
-        ("H4", "budget"),
-        ("H5", "filter-strength"),
-    ):
-        if experiment in data:
+    for key, experiment in EXPERIMENT_OF.items():
+        if experiment in data and experiment != "dose-response":
             out[key] = ANALYSES[experiment](data[experiment])
     if "dose-response" in data:
         h1 = data.get("head-control", data["dose-response"].iloc[:0])

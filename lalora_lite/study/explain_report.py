@@ -7,16 +7,30 @@ from pathlib import Path
 
 import pandas as pd
 
-from .explain import EXPERIMENTS
-from .explain_analysis import HYPOTHESES, MARGIN, WORKERS, Verdict, analyse, chosen_path, load, tuning_check
+from .explain import EXPERIMENTS, shape_of
+from .explain_analysis import (
+    EXPERIMENT_OF,
+    HYPOTHESES,
+    MARGIN,
+    WORKERS,
+    Verdict,
+    analyse,
+    chosen_path,
+    load,
+    tuning_check,
+)
 from .tables import DIFFERENCE_HEADER, difference_cells, markdown_table
 
 
-def verdict_table(results: dict[str, tuple[pd.DataFrame, pd.DataFrame, Verdict]]) -> pd.DataFrame:
-    """One row per hypothesis: what it says, the verdict, the evidence (``not run`` where it has no data)."""
+def verdict_table(
+    results: dict[str, tuple[pd.DataFrame, pd.DataFrame, Verdict]], experiments: tuple[str, ...] = EXPERIMENTS
+) -> pd.DataFrame:
+    """One row per hypothesis: what it says, the verdict, the evidence. Without data: ``not run`` where its
+    experiment is one of the task's study's ``experiments``, else ``not in this study`` (by design)."""
     rows = []
     for key, text in HYPOTHESES.items():
-        v = results[key][2] if key in results else Verdict(key, "not run", "")
+        missing = "not run" if EXPERIMENT_OF[key] in experiments else "not in this study"
+        v = results[key][2] if key in results else Verdict(key, missing, "")
         rows.append({"hypothesis": key, "claim": text, "verdict": v.verdict, "evidence": v.evidence})
     return pd.DataFrame(rows)
 
@@ -87,9 +101,9 @@ def tuning_markdown(folder: Path, data: dict[str, pd.DataFrame]) -> list[str]:
     ]
 
 
-def summary_markdown(folder: Path, data: dict[str, pd.DataFrame], results: dict) -> str:
-    """``summary.md`` for the study in ``folder`` from its tables ``data`` and their analysis ``results``: the
-    verdicts, then per hypothesis its table and paired differences, and the wall time."""
+def summary_markdown(folder: Path, data: dict[str, pd.DataFrame], results: dict, verdicts: pd.DataFrame) -> str:
+    """``summary.md`` for the study in ``folder`` from its tables ``data``, their analysis ``results`` and its
+    :func:`verdict_table`: the verdicts, then per hypothesis its table and paired differences, and the wall time."""
     parts = [
         f"# The explanation study: {folder.parent.name} [{folder.name}]",
         "Made by `lalora explain` (`lalora_lite/study/explain.py`; the design is `docs/explain.md`). Accuracies "
@@ -101,7 +115,7 @@ def summary_markdown(folder: Path, data: dict[str, pd.DataFrame], results: dict)
         "## Verdicts",
         markdown_table(
             ["hypothesis", "claim", "verdict"],
-            verdict_table(results)[["hypothesis", "claim", "verdict"]].values.tolist(),
+            verdicts[["hypothesis", "claim", "verdict"]].values.tolist(),
         ),
     ]
     for key, (table, diffs, verdict) in results.items():
@@ -126,6 +140,7 @@ def write_report(folder: Path, figures: Path) -> list[Path]:
     if not data:
         return []
     results = analyse(data)
-    (folder / "summary.md").write_text(summary_markdown(folder, data, results))
-    verdict_table(results).to_csv(folder / "verdicts.csv", index=False)
+    verdicts = verdict_table(results, shape_of(folder.parent.name, folder.name).experiments)
+    (folder / "summary.md").write_text(summary_markdown(folder, data, results, verdicts))
+    verdicts.to_csv(folder / "verdicts.csv", index=False)
     return [folder / "summary.md", folder / "verdicts.csv", *plot_study(folder, figures, data, results)]
