@@ -348,6 +348,7 @@ ANALYSES: dict[str, Callable] = {
     "authors-protocol": authors_protocol,
     "budget": budget,
     "filter-strength": filter_strength,
+    "dose-response": dose_response,
 }
 HYPOTHESES = {
     "H1": "LoRA does not help under DP on this stand-in (DP head-only within 2 points of the best LoRA method)",
@@ -375,15 +376,17 @@ def _too_few_seeds(result: tuple[pd.DataFrame, pd.DataFrame, Verdict]) -> tuple[
     return table, diffs, verdict
 
 
+def _runs_of(experiment: str, data: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The runs ``experiment``'s analysis reads: its own; dose-response's also H1's curves at eps 1 and 3."""
+    runs = data[experiment]
+    if experiment == "dose-response":
+        h1 = data.get("head-control", runs.iloc[:0])
+        runs = pd.concat([runs, h1[h1["epsilon"].isin(CURVE_EPSILONS)]], ignore_index=True)
+    return runs
+
+
 def analyse(data: dict[str, pd.DataFrame]) -> dict[str, tuple[pd.DataFrame, pd.DataFrame, Verdict]]:
     """Each hypothesis's (table, paired differences, verdict), keyed H1-H5, from the study's tables
     (:func:`load`); a hypothesis without its experiment's table is left out."""
-    out = {}
-    for key, experiment in EXPERIMENT_OF.items():
-        if experiment in data and experiment != "dose-response":
-            out[key] = ANALYSES[experiment](data[experiment])
-    if "dose-response" in data:
-        h1 = data.get("head-control", data["dose-response"].iloc[:0])
-        h1 = h1[h1["epsilon"].isin(CURVE_EPSILONS)]
-        out["H3"] = dose_response(pd.concat([data["dose-response"], h1], ignore_index=True))
+    out = {key: ANALYSES[e](_runs_of(e, data)) for key, e in EXPERIMENT_OF.items() if e in data}
     return {key: _too_few_seeds(result) for key, result in sorted(out.items())}
