@@ -60,20 +60,27 @@ def test_h2_needs_a_shared_gain_that_measurably_vanishes_when_tuned():
 
 
 def test_h3_a_difference_that_grows_with_sigma_is_supported_and_a_flat_one_is_not():
-    def dose(slope: float) -> pd.DataFrame:
+    def dose(slope: float, top: int = 4) -> pd.DataFrame:
+        """Curves over rungs 3, 4, 5 with their best at rung ``top`` (4: inside; 5: on the upper edge)."""
         rows = []
         for arm, eps, sigma in (("clip-only", 3.0, 0.0), ("default", 3.0, 1.0), ("default", 1.0, 2.0)):
             for s in SEEDS:
-                for m in ("dp-lora", "ffa-lora"):
-                    rows.append(run(m, 0.70 + JITTER[s], s, arm=arm, epsilon=eps, sigma_median=sigma))
-                rows.append(
-                    run("lalora", 0.70 + slope * sigma + 2 * JITTER[s], s, arm=arm, epsilon=eps, sigma_median=sigma)
-                )
+                for k in (3, 4, 5):
+                    off = 0.0 if k == top else 0.05
+                    for m in ("dp-lora", "ffa-lora"):
+                        rows.append(run(m, 0.70 - off + JITTER[s], s, arm, eps, k, sigma_median=sigma))
+                    acc = 0.70 + slope * sigma - off + 2 * JITTER[s]
+                    rows.append(run("lalora", acc, s, arm, eps, k, sigma_median=sigma))
         return pd.DataFrame(rows)
 
-    assert dose_response(dose(0.05))[2].verdict == "supported"
+    best, _, verdict = dose_response(dose(0.05))
+    assert verdict.verdict == "supported"
+    assert list(best["budget"].unique()) == ["no noise", "eps 3", "eps 1"]  # the noise level's budget, by sigma
+    assert best["inside"].all() and "edge" not in verdict.evidence
     assert dose_response(dose(0.0))[2].verdict == "not supported"
     assert "per unit sigma" in dose_response(dose(0.0))[2].evidence
+    # a best still on its curve's edge is named in the evidence as a lower bound
+    assert "best at a curve's edge (a lower bound): dp-lora at no noise" in dose_response(dose(0.0, top=5))[2].evidence
 
 
 def test_h4_a_resolved_five_point_cost_without_noise_is_supported_a_small_one_is_not():

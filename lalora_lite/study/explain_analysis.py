@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..smoothing import white_noise_gain
 from .arms import get_arm
-from .explain import CURVE_EPSILONS, DOSE_METHODS, EXPERIMENTS, HEAD_CONTROL, lr_clip, rung_of
+from .explain import CLIP_ONLY, CURVE_EPSILONS, DOSE_METHODS, EXPERIMENTS, HEAD_CONTROL, lr_clip, rung_of
 from .stats import difference_row, t_interval, with_holm
 from .tables import p_value
 
@@ -234,6 +234,12 @@ def dose_response(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, Verdi
     runs = runs.assign(level=level)
     best = best_of_curve(runs.assign(epsilon=runs["level"]))
     points = at_best(runs.assign(epsilon=runs["level"]), best)
+    budget_of = {
+        lv: ("no noise" if a == CLIP_ONLY else f"eps {e:g}")
+        for (a, e), lv in runs.groupby(["arm", "epsilon"])["level"].first().items()
+    }
+    best = best.rename(columns={"epsilon": "sigma"})
+    best.insert(best.columns.get_loc("sigma"), "budget", best["sigma"].map(budget_of))
     rows, slopes, span = [], [], 0.0
     for base in ("dp-lora", "ffa-lora"):
         per_level = {}
@@ -271,6 +277,11 @@ def dose_response(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, Verdi
         )
         + f" (sigma spans {span:.2f})"
     )
+    edges = best[~best["inside"]]
+    if len(edges):  # a best still on its curve's edge after every extension is a lower bound
+        evidence += "; best at a curve's edge (a lower bound): " + ", ".join(
+            f"{r.method} at {r.budget}" for r in edges.itertuples()
+        )
     return best, diffs, Verdict("H3", verdict, evidence)
 
 
