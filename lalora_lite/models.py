@@ -108,8 +108,18 @@ def tiny_roberta(num_labels: int, vocab_size: int = 100, hidden: int = 32, layer
 def hf_classifier(name_or_path: str, num_labels: int) -> Backbone:
     """A pretrained HF encoder with a fresh classification head (``FacebookAI/roberta-base``, a folder, ...)."""
     from transformers import AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
 
-    model = AutoModelForSequenceClassification.from_pretrained(name_or_path, num_labels=num_labels)
+    # a folder on disk loads in well under a second: no "Loading weights" bar between a study's progress bars
+    # (a download from the Hub keeps its bars)
+    local, shown = os.path.isdir(name_or_path), hf_logging.is_progress_bar_enabled()
+    if local:
+        hf_logging.disable_progress_bar()
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(name_or_path, num_labels=num_labels)
+    finally:
+        if local and shown:
+            hf_logging.enable_progress_bar()
     return Backbone(model, ("classifier",), BERT_TARGETS)
 
 

@@ -38,6 +38,16 @@ def test_wordnet_minilm_smoke():
     assert len(names) == 6 and all(n.rsplit(".", 1)[1] in ("query", "key", "value") for n in names)  # layers 5-6
 
 
+def test_a_backbone_loaded_from_a_folder_prints_no_weight_loading_bar(capfd):
+    from transformers.utils import logging as hf_logging
+
+    from lalora_lite.models import minilm
+
+    minilm(4)
+    assert "Loading weights" not in capfd.readouterr().err  # it would sit between a study's progress bars
+    assert hf_logging.is_progress_bar_enabled()  # and a later download from the Hub keeps its bars
+
+
 def test_unknown_task_and_profile():
     with pytest.raises(ValueError, match="unknown task 'mnist'.*fmnist-swin"):
         build_task("mnist", "cpu", 0)
