@@ -239,6 +239,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--runs", default="runs", help="per-run checkpoints and histories (resumable)")
         p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (the model's device; default cpu)")
 
+    def outputs(p: argparse.ArgumentParser, figures: bool = True) -> None:
+        p.add_argument("--results", default="results", help="folder of the tables (default: results)")
+        if figures:
+            p.add_argument("--figures", default="figures", help="folder of the figures (default: figures)")
+
     run = sub.add_parser("run", help="one federated run on a task")
     common(run)
     run.add_argument("--method", required=True, type=_method_name)
@@ -268,8 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="no search: re-run the paper's methods at eps=3 and FedLoRA, seeds 0-2, with the stored "
         "comparison's chosen settings, and check each run bit for bit against it (minutes)",
     )
-    cmp.add_argument("--results", default="results")
-    cmp.add_argument("--figures", default="figures")
+    outputs(cmp)
     cmp.set_defaults(func=cmd_compare)
 
     exp = sub.add_parser("explain", help="the explanation study (H1-H5): why the paper's margins do not appear here")
@@ -278,13 +282,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--experiments", nargs="+", help="default: the task's (all five; the text stand-in: head-control, budget)"
     )
     exp.add_argument("--workers", type=int, help="parallel run processes (default: one per core)")
-    exp.add_argument("--results", default="results")
-    exp.add_argument("--figures", default="figures")
+    outputs(exp)
     exp.set_defaults(func=cmd_explain)
 
     fig = sub.add_parser("figures", help="redraw all figures and tables from results/ (no training)")
-    fig.add_argument("--results", default="results")
-    fig.add_argument("--figures", default="figures")
+    outputs(fig)
     fig.set_defaults(func=cmd_figures)
 
     aud = sub.add_parser("audit", help="empirical privacy audit (canary attack -> epsilon lower bounds)")
@@ -292,8 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--profile", choices=PROFILES, help="smoke (seconds) or cpu (minutes); default: $LALORA_PROFILE or cpu"
     )
     aud.add_argument("--seed", type=int, default=0)
-    aud.add_argument("--results", default="results")
-    aud.add_argument("--figures", default="figures")
+    outputs(aud)
     aud.set_defaults(func=cmd_audit)
 
     pre = sub.add_parser(
@@ -308,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="fmnist-swin pretrains its Swin first (cached); wordnet-minilm uses pretrained MiniLM",
     )
     pre.add_argument("--profile", choices=PROFILES)
-    pre.add_argument("--results", default="results")
+    outputs(pre, figures=False)
     pre.set_defaults(func=cmd_pretrain)
     return parser
 
