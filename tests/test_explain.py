@@ -88,7 +88,7 @@ def test_the_tuning_check_prices_the_comparisons_pick_on_the_curves():
 
     table, verdict = check(0.2, 2.0)  # lr x C 0.4: the best rung
     assert len(table) == 1 and verdict.verdict == "not a lottery"
-    assert table["lost"].item() == 0 and math.isclose(table["cliff"].item(), 0.20)
+    assert table["lost"].item() == 0 and math.isclose(table["drop_one_rung_up"].item(), 0.20)
     table, verdict = check(0.1, 2.0)  # lr x C 0.2: 10 points below the best
     assert verdict.verdict == "a lottery" and math.isclose(table["lost"].item(), 0.10)
 

@@ -62,14 +62,14 @@ def curve_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 def best_of_curve(runs: pd.DataFrame) -> pd.DataFrame:
     """Per (method, arm, epsilon): the lr x C with the best mean (ties: the smaller), whether it lies inside
-    the curve (not at an edge), and that point's mean and interval."""
+    the curve (not at an edge), that point's mean and interval, and the curve's number of ``rungs``."""
     curves = curve_table(runs)
     rows = []
     for _, g in curves.groupby(["method", "arm", "epsilon"], sort=False):
         g = g.sort_values("lr_clip")
         best = g.loc[g["mean"].idxmax()]
         inside = g["lr_clip"].iloc[0] < best["lr_clip"] < g["lr_clip"].iloc[-1]
-        rows.append({**best.to_dict(), "points": len(g), "inside": bool(inside)})
+        rows.append({**best.to_dict(), "rungs": len(g), "inside": bool(inside)})
     return pd.DataFrame(rows)
 
 
@@ -114,8 +114,8 @@ def tuning_check(curves: pd.DataFrame, chosen: pd.DataFrame) -> tuple[pd.DataFra
     """Was the comparison's tuning a lottery? Per method and budget that both H1's curves and the comparison
     tuned: the comparison's pick (one seed's validation split, factor-2 grid in lr and C) as lr x C, the
     curve's 3-seed mean there (``at_chosen``), the curve's best (``best``), what the pick lost (``lost``) and
-    the drop one sqrt(2) rung above the best (``cliff``). A pick off the ladder is read at its nearest rung
-    (``read_at``, within a factor 2**0.25). A lottery: some pick lost >= :data:`MARGIN`."""
+    the drop one sqrt(2) rung above the best (``drop_one_rung_up``). A pick off the ladder is read at its nearest
+    rung (``nearest_rung``, within a factor 2**0.25). A lottery: some pick lost >= :data:`MARGIN`."""
     table = curve_table(curves[curves["arm"] == "default"])
     rows = []
     for r in chosen.itertuples():
@@ -129,12 +129,12 @@ def tuning_check(curves: pd.DataFrame, chosen: pd.DataFrame) -> tuple[pd.DataFra
                 "method": r.method,
                 "epsilon": float(r.epsilon),
                 "chosen_lr_clip": r.lr * r.clip_norm,
-                "read_at": lr_clip(pick),  # the nearest rung: off the ladder, a pick is read there
+                "nearest_rung": lr_clip(pick),  # the nearest rung: off the ladder, a pick is read there
                 "at_chosen": means.get(pick, math.nan),
                 "best_lr_clip": lr_clip(best),
                 "best": means[best],
                 "lost": means[best] - means.get(pick, math.nan),
-                "cliff": means[best] - means.get(best + 1, math.nan),
+                "drop_one_rung_up": means[best] - means.get(best + 1, math.nan),
             }
         )
     check = pd.DataFrame(rows)
@@ -147,8 +147,9 @@ def tuning_check(curves: pd.DataFrame, chosen: pd.DataFrame) -> tuple[pd.DataFra
     evidence = (
         f"the comparison's pick is at most {100 * worst['lost']:.1f} points below the curve's best 3-seed mean "
         f"({worst['method']} at eps={worst['epsilon']:g}; {int(check['lost'].notna().sum())} of {len(check)} picks "
-        f"lie on the curves); one rung above the best the mean drops by up to {100 * check['cliff'].max():.1f} "
-        f"points, so a single seed's pick can still land past the cliff; not checked (no curve): {', '.join(unchecked)}"
+        f"lie on the curves); one rung above the best the mean drops by up to "
+        f"{100 * check['drop_one_rung_up'].max():.1f} points, so a single seed's pick can still land past the cliff; "
+        f"not checked (no curve): {', '.join(unchecked)}"
         + (f" and every method at eps={', '.join(f'{e:g}' for e in budgets)}" if budgets else "")
     )
     return check, Verdict("tuning", "a lottery" if lottery else "not a lottery", evidence)

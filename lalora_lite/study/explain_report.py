@@ -68,10 +68,10 @@ def _diff_markdown(diffs: pd.DataFrame) -> str:
 
 def _table_markdown(table: pd.DataFrame) -> str:
     shown = table.copy()
-    for c in ("mean", "ci_low", "ci_high", "at_chosen", "best", "lost", "cliff"):
+    for c in ("mean", "ci_low", "ci_high", "at_chosen", "best", "lost", "drop_one_rung_up"):
         if c in shown:
             shown[c] = (100 * shown[c]).round(1)
-    for c in ("lr_clip", "gain", "chosen_lr_clip", "read_at", "best_lr_clip"):
+    for c in ("lr_clip", "gain", "chosen_lr_clip", "nearest_rung", "best_lr_clip"):
         if c in shown:
             shown[c] = shown[c].map(lambda v: f"{v:.3g}")
     for c in (c for c in shown.columns if "hours" in c):
