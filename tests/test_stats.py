@@ -114,3 +114,16 @@ def test_paired_differences_report_holm_and_resolve_only_after_the_correction():
     assert table.set_index("baseline").loc["dp-lora", "resolved"]  # +9.5 points on every seed
     assert not table.set_index("baseline").loc["ffa-lora", "resolved"]
     assert table.set_index("baseline").loc["dp-lora", "seeds_above"] == 4
+
+
+def test_difference_text_writes_points_interval_seeds_and_holm():
+    from types import SimpleNamespace
+
+    from lalora_lite.study.tables import difference_text
+
+    r = SimpleNamespace(difference=0.071, ci_low=0.0004, ci_high=0.142, seeds=np.int64(5), p_holm=0.31)
+    assert difference_text(r) == "+7.1 points [+0.0, +14.2] (5 seeds, Holm p = 0.31)"
+    assert difference_text(r, seeds=False) == "+7.1 points [+0.0, +14.2] (Holm p = 0.31)"
+    assert difference_text(r, seeds=False, holm=False) == "+7.1 points [+0.0, +14.2]"
+    one = SimpleNamespace(difference=-0.02, ci_low=math.nan, ci_high=math.nan, seeds=np.int64(1), p_holm=math.nan)
+    assert difference_text(one, holm=False) == "-2.0 points (1 seed)"

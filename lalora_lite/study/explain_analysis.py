@@ -20,7 +20,7 @@ from ..smoothing import white_noise_gain
 from .arms import get_arm
 from .explain import CLIP_ONLY, CURVE_EPSILONS, DOSE_METHODS, EXPERIMENTS, HEAD_CONTROL, lr_clip, rung_of
 from .stats import difference_row, t_interval, with_holm
-from .tables import p_value
+from .tables import difference_text, p_value
 
 LORA_GAP = 0.02  # H1: dp-head within this much of the best LoRA method means the stand-in cannot test LoRA claims
 MARGIN = 0.05  # H2 and H4: a margin of this size counts as "the paper's kind of gap"; the tuning check's lottery
@@ -182,7 +182,7 @@ def head_control(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, Verdic
     # its interval lies below -LORA_GAP; else inconclusive
     close = bool((head["ci_low"] >= -LORA_GAP).all())
     far = bool((head["resolved"] & (head["ci_high"] < -LORA_GAP)).any())
-    evidence = "; ".join(f"{r.comparison}: {_points(r)}" for r in head.itertuples())
+    evidence = "; ".join(f"{r.comparison}: {difference_text(r)}" for r in head.itertuples())
     verdict = "supported" if close else ("not supported" if far else "inconclusive")
     if not best[best["method"].isin(HEAD_CONTROL)]["inside"].all():
         evidence += " (some best points are at a curve's edge)"
@@ -223,7 +223,7 @@ def authors_protocol(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, Ve
         verdict = "supported" if vanishes else ("not supported" if gap_tuned else "inconclusive")
     else:
         verdict = "not supported" if (untuned["ci_high"] < MARGIN).all() else "inconclusive"
-    evidence = "; ".join(f"{r.comparison}: {_points(r)}" for r in main.itertuples())
+    evidence = "; ".join(f"{r.comparison}: {difference_text(r)}" for r in main.itertuples())
     return summary, diffs, Verdict("H2", verdict, evidence)
 
 
@@ -314,7 +314,7 @@ def budget(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, Verdict]:
     shrinks = bool(len(gap[1]) and len(gap[2]) and gap[1].item() < 0 and gap[2].item() > gap[1].item() / 2)
     small = bool((cost["ci_low"] > -MARGIN).all())
     verdict = "supported" if costly or shrinks else ("not supported" if small else "inconclusive")
-    evidence = "; ".join(f"{r.comparison}: {_points(r)}" for r in diffs.itertuples())
+    evidence = "; ".join(f"{r.comparison}: {difference_text(r)}" for r in diffs.itertuples())
     return summary, diffs, Verdict("H4", verdict, evidence)
 
 
@@ -342,17 +342,12 @@ def filter_strength(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, Ver
         return summary, diffs, Verdict("H5", "not run", "")
     better = diffs[(diffs["difference"] >= 0.02) & diffs["resolved"]]
     verdict = "supported" if len(better) else ("not supported" if (diffs["ci_high"] < 0.02).all() else "inconclusive")
-    evidence = "; ".join(f"{r.comparison}: {_points(r)}" for r in diffs.itertuples())
+    evidence = "; ".join(f"{r.comparison}: {difference_text(r)}" for r in diffs.itertuples())
     return summary, diffs, Verdict("H5", verdict, evidence)
 
 
 def _arm(arm: str) -> str:
     return "" if arm == "default" else arm
-
-
-def _points(r) -> str:
-    interval = "" if math.isnan(r.ci_low) else f" [{100 * r.ci_low:+.1f}, {100 * r.ci_high:+.1f}]"
-    return f"{100 * r.difference:+.1f} points{interval} ({r.seeds} seeds, Holm p = {p_value(r.p_holm)})"
 
 
 ANALYSES: dict[str, Callable] = {

@@ -65,6 +65,21 @@ def p_value(p: float) -> str:
     return "" if pd.isna(p) else ("< 0.001" if p < 0.001 else f"{p:.2g}")
 
 
+def difference_text(r, *, seeds: bool = True, holm: bool = True) -> str:
+    """A paired difference in prose: ``+7.1 points [+0.0, +14.2] (5 seeds, Holm p = 0.3)``, leaving out the
+    seed count or the Holm p-value on request (``r``: a row of :func:`~lalora_lite.study.stats.difference_row`
+    plus ``p_holm``)."""
+    interval = _signed_interval(r)
+    notes = ([f"{r.seeds} seed" + ("" if r.seeds == 1 else "s")] if seeds else []) + (
+        [f"Holm p = {p_value(r.p_holm)}"] if holm else []
+    )
+    return (
+        f"{100 * r.difference:+.1f} points"
+        + (f" {interval}" if interval else "")
+        + (f" ({', '.join(notes)})" if notes else "")
+    )
+
+
 def _yes_no(flag: bool) -> str:
     return "yes" if flag else "no"
 
