@@ -127,3 +127,5 @@ def test_difference_text_writes_points_interval_seeds_and_holm():
     assert difference_text(r, seeds=False, holm=False) == "+7.1 points [+0.0, +14.2]"
     one = SimpleNamespace(difference=-0.02, ci_low=math.nan, ci_high=math.nan, seeds=np.int64(1), p_holm=math.nan)
     assert difference_text(one, holm=False) == "-2.0 points (1 seed)"
+    tiny = SimpleNamespace(difference=-0.008, ci_low=-0.008, ci_high=-0.008, seeds=np.int64(3), p_holm=1e-9)
+    assert difference_text(tiny) == "-0.8 points [-0.8, -0.8] (3 seeds, Holm p < 0.001)"

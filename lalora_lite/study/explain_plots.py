@@ -156,12 +156,14 @@ def plot_study(folder: Path, figures: Path, data: dict[str, pd.DataFrame], resul
         written.append(
             plot_dose(results["H3"][1], f"H3 ({task}): LA-LoRA's margin against the noise", Path(f"{stem}-dose.png"))
         )
-    rest = [results[k][1] for k in ("H4", "H5") if k in results and not results[k][1].empty]
+    rest = [k for k in ("H4", "H5") if k in results and not results[k][1].empty]
+    rounds = "H4" in rest and results["H4"][1]["comparison"].str.startswith("rounds").any()
+    subjects = {"H4": "no-noise alternation" + (" and twice the rounds" if rounds else ""), "H5": "filter width"}
     if rest:
         written.append(
             plot_differences(
-                pd.concat(rest, ignore_index=True),
-                f"H4, H5 ({task}): no-noise alternation, budget and filter width",
+                pd.concat([results[k][1] for k in rest], ignore_index=True),
+                f"{', '.join(rest)} ({task}): {'; '.join(subjects[k] for k in rest)}",
                 Path(f"{stem}-budget-filter.png"),
             )
         )

@@ -3,7 +3,9 @@
 Every plot in the package, the notebooks and the benchmarks draws a method with
 ``METHOD_STYLE[method]`` (``color`` and ``ls``), so LA-LoRA is the same colour in all figures.
 Colours are the colour-blind-safe Okabe-Ito palette; the non-private reference is black and
-dashed, the ablation variants share their parent's colour with a dotted line.
+dashed, the ablation variants share their parent's colour with a dotted line, and the head-only
+control is dash-dotted so that it stays apart from DP-LoRA's blue in print and for readers who do not
+tell the two blues apart.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ METHOD_STYLE: dict[str, dict[str, str]] = {
     "rolora": {"color": "#009E73", "ls": "-"},  # green
     "lalora": {"color": "#D55E00", "ls": "-"},  # vermilion
     "lalora-nofilter": {"color": "#D55E00", "ls": ":"},
-    "dp-head": {"color": "#56B4E9", "ls": "-"},  # sky blue: the head-only control
+    "dp-head": {"color": "#56B4E9", "ls": "-."},  # sky blue, dash-dot: the head-only control
     "lalora-authors": {"color": "#CC79A7", "ls": "--"},  # reddish purple: LA-LoRA under the authors' protocol
     "lalora-nodp": {"color": "#D55E00", "ls": "--"},  # LA-LoRA's alternation without DP (dashed: no DP)
 }

@@ -71,13 +71,18 @@ def difference_text(r, *, seeds: bool = True, holm: bool = True) -> str:
     plus ``p_holm``)."""
     interval = _signed_interval(r)
     notes = ([f"{r.seeds} seed" + ("" if r.seeds == 1 else "s")] if seeds else []) + (
-        [f"Holm p = {p_value(r.p_holm)}"] if holm else []
+        [f"Holm p {_equals(p_value(r.p_holm))}"] if holm else []
     )
     return (
         f"{100 * r.difference:+.1f} points"
         + (f" {interval}" if interval else "")
         + (f" ({', '.join(notes)})" if notes else "")
     )
+
+
+def _equals(p: str) -> str:
+    """``= 0.3`` but ``< 0.001`` (not ``= < 0.001``)."""
+    return p if p.startswith("<") else f"= {p}"
 
 
 def _yes_no(flag: bool) -> str:
