@@ -31,6 +31,15 @@ def test_the_findings_numbers_come_from_its_table():
     assert numbers and all(n in table for n in numbers), numbers
 
 
+def test_the_why_paragraphs_numbers_come_from_the_explanation_studys_summaries():
+    """Every number after "**Why**" in the finding (up to the next section) is printed in a stored study's
+    summary.md (as written there, signs aside), so the paragraph cannot drift from the study."""
+    why = README.split("**Why**", 1)[1].split("\n## ", 1)[0]
+    summaries = "\n".join(p.read_text() for p in sorted(ROOT.glob("results/explain/*/cpu/summary.md")))
+    numbers = re.findall(r"(?<![\w.])\d+\.\d+", why)
+    assert numbers and not [n for n in numbers if n not in summaries]
+
+
 def test_the_first_command_is_the_quick_main_job_and_the_tests_follow():
     commands = re.findall(r"^(?:bash|\.venv/bin/)\S*.*$", README, flags=re.M)
     assert commands[0] == "bash scripts/setup.sh && .venv/bin/lalora compare --task fmnist-swin --quick"
